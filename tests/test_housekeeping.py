@@ -1,7 +1,7 @@
 """Downsampling, archiving and expiry of stored samples."""
 
 import gzip
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.utils import timezone
@@ -11,6 +11,10 @@ from monitoring import tasks
 from monitoring.models import Sample, SampleAggregate
 
 pytestmark = pytest.mark.django_db
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
 def _samples(start: datetime, values: list[float]) -> None:
@@ -26,7 +30,7 @@ def _samples(start: datetime, values: list[float]) -> None:
 
 
 def test_old_samples_are_folded_into_minute_rows_and_deleted():
-    old = datetime(2020, 1, 1, 12, 0, tzinfo=UTC)
+    old = _minute(timezone.now() - timedelta(days=10))
     _samples(old, [10.0] * 30 + [100.0] * 30 + [20.0] * 60)
     recent = timezone.now().replace(microsecond=0) - timedelta(minutes=5)
     _samples(recent, [42.0] * 10)
@@ -45,12 +49,14 @@ def test_old_samples_are_folded_into_minute_rows_and_deleted():
 
 def test_archiving_writes_every_expired_sample_to_a_gzip_file_first():
     config.apply({"database.archive_enabled": True})
-    old = datetime(2020, 1, 2, 0, 0, tzinfo=UTC)
+    old = datetime.combine(
+        (timezone.now() - timedelta(days=20)).date(), time(1), tzinfo=UTC
+    )
     _samples(old, [1.0, 2.0, 3.0])
 
     tasks.housekeeping()
 
-    path = tasks.archive_dir() / "samples-2020-01-02.csv.gz"
+    path = tasks.archive_dir() / f"samples-{old:%Y-%m-%d}.csv.gz"
     lines = gzip.open(path, "rt").read().splitlines()
     assert lines[0].startswith("timestamp,cpu_usage")
     assert [line.split(",")[1] for line in lines[1:]] == ["1.0", "2.0", "3.0"]
