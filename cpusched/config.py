@@ -50,6 +50,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if self.value is None:
+            return f"{self.key}: {self.message}"
         return f"{self.key}: {self.value!r} is refused: {self.message}"
 
 
@@ -164,7 +166,8 @@ def _peak_budget_fits(v: Mapping[str, Any]) -> str | None:
         return None
     return (
         f"limits.peak_max_duration ({v['limits.peak_max_duration']!r} s) must fit "
-        f"in the peak window ({window_s:g} s)"
+        f"in the peak window (limits.peak_window_hours "
+        f"{v['limits.peak_window_hours']!r} h = {window_s:g} s)"
     )
 
 
@@ -290,9 +293,28 @@ def read_file(path: Path | None = None) -> dict[str, str]:
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as exc:
-        problem = Problem(str(path), "", f"malformed config file: {exc}")
-        raise ConfigError([problem]) from None
+        message = (
+            f"malformed config file: {_parse_error(exc)}; expected [category] "
+            "sections of key = value lines"
+        )
+        raise ConfigError([Problem(str(path), None, message)]) from None
     return _file_values(path, parser)
+
+
+def _parse_error(exc: Exception) -> str:
+    """One line saying where the file is malformed (configparser's span lines)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: {exc.line.strip()!r} comes before any [section]"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: {exc.option} is set twice in [{exc.section}]"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: section [{exc.section}] appears twice"
+    if isinstance(exc, configparser.ParsingError):
+        # errors holds (line number, repr of the line) pairs.
+        return "; ".join(f"line {n}: cannot parse {t}" for n, t in exc.errors)
+    return " ".join(str(exc).split())
 
 
 def _file_values(path: Path, parser: configparser.ConfigParser) -> dict[str, str]:
@@ -581,12 +603,12 @@ def parse_import(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        problem = Problem("file", "", f"not valid JSON: {exc}")
+        problem = Problem("file", None, f"not valid JSON: {exc}")
         raise ConfigError([problem]) from None
     if isinstance(data, dict) and isinstance(data.get("values"), dict):
         data = data["values"]
     if not isinstance(data, dict):
-        problem = Problem("file", "", "expected a JSON object of key: value pairs")
+        problem = Problem("file", None, "expected a JSON object of key: value pairs")
         raise ConfigError([problem])
     return data
 
@@ -594,22 +616,27 @@ def parse_import(text: str) -> dict[str, Any]:
 def import_values(values: Mapping[str, Any], user: str = "", reason: str = "") -> int:
     """Apply an imported set of values atomically.
 
-    Keys locked by the environment or the file are skipped when the imported
-    value equals the locked one (an export of this machine imports cleanly);
-    a different value for a locked key is refused like any other change.
+    Keys whose imported value equals the effective one are skipped: an export
+    of this machine imports cleanly even where the environment or the file
+    locks a key, and defaults are not pinned into the database (so a later
+    release's better default still applies). A different value for a locked
+    key is refused like any other change.
     """
     current = effective()
     changes = {}
     for key, value in values.items():
         entry = current.get(key)
-        if entry is not None and entry.locked:
-            try:
-                if coerce(PARAMS[key], value) == entry.value:
-                    continue
-            except ValueError:
-                pass
+        if entry is not None and _equals(entry, value):
+            continue
         changes[key] = value
     return apply(changes, user=user, reason=reason or "import")
+
+
+def _equals(entry: Effective, value: Any) -> bool:
+    try:
+        return coerce(PARAMS[entry.key], value) == entry.value
+    except ValueError:
+        return False
 
 
 def current_revision(name: str = "config") -> int:

@@ -7,6 +7,8 @@ import uuid
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from reservations.recurrence import Series
+
 
 class Reservation(models.Model):
     """CPU reserved for a slot (``quota_reservations`` in the original design).
@@ -44,3 +46,21 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def duration_s(self) -> int:
+        """Real elapsed length of each slot, in seconds."""
+        return int((self.end_time - self.start_time).total_seconds())
+
+    @property
+    def is_recurring(self) -> bool:
+        return bool(self.recurrence.strip())
+
+    def series(self) -> Series:
+        """The slots as a pure :class:`~reservations.recurrence.Series`."""
+        return Series(
+            start=self.start_time.replace(microsecond=0),
+            duration_s=self.duration_s,
+            rule=self.recurrence,
+            time_zone=self.time_zone or "UTC",
+        )

@@ -1,0 +1,74 @@
+"""Deleting old rows without holding the database's write lock for long.
+
+SQLite has one writer at a time. A single ``DELETE`` of a million rows holds
+the write lock for seconds, and the scheduler's once-a-second insert and the
+web process's writes queue behind it until their busy timeout runs out
+("database is locked"). Deleting in small batches, each its own short
+transaction with a pause after it, lets the other writers in between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from django.db import models, transaction
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 2000
+
+# Seconds to wait after each batch, so a writer polling for the lock (SQLite's
+# busy handler sleeps up to 100 ms between tries) finds it free.
+DEFAULT_PAUSE_S = 0.02
+
+
+def delete_in_batches(
+    queryset_or_model: models.QuerySet | type[models.Model],
+    before: datetime,
+    batch: int = DEFAULT_BATCH,
+    field: str = "timestamp",
+    pause: float = DEFAULT_PAUSE_S,
+) -> int:
+    """Delete rows whose ``field`` is older than ``before``; return how many.
+
+    Each batch of about ``batch`` rows is one short transaction. The work is
+    split by primary key, so every batch is a range, not a list of ids.
+    """
+    if batch < 1:
+        raise ValueError(f"batch={batch!r}: expected a positive number of rows")
+    queryset = _queryset(queryset_or_model).filter(**{f"{field}__lt": before})
+
+    deleted = 0
+    while True:
+        cut = _batch_end(queryset, batch)
+        doomed = queryset if cut is None else queryset.filter(pk__lte=cut)
+        with transaction.atomic():
+            count, _ = doomed.delete()
+        deleted += count
+        if cut is None:
+            break
+        time.sleep(pause)
+
+    if deleted:
+        logger.info(
+            "Deleted %d %s rows older than %s",
+            deleted,
+            queryset.model._meta.label,
+            before,
+        )
+    return deleted
+
+
+def _queryset(source: models.QuerySet | type[models.Model]) -> models.QuerySet:
+    if isinstance(source, models.QuerySet):
+        return source
+    return source._default_manager.all()
+
+
+def _batch_end(queryset: models.QuerySet, batch: int) -> object | None:
+    """The primary key that ends the next batch, or None if one batch is left."""
+    keys = queryset.order_by("pk").values_list("pk", flat=True)
+    found = list(keys[batch - 1 : batch])
+    return found[0] if found else None

@@ -1,0 +1,164 @@
+"""Turning the planned whole-machine cap into the managed group's cap.
+
+The group may use what the whole machine may use less what runs outside it:
+``group cap = planned cap - (total use - group use)``. The cgroup file is
+rewritten only when that moves by ``scheduler.change_threshold`` or more,
+except that a decrease the planner asks for is written at once.
+
+Every write is read back by the backend. Every tick the cap is read again,
+so a group reset to ``max`` by something else (``systemctl daemon-reload``,
+an operator) is noticed within a second, rewritten and recorded as
+"reverted". A failed write is reported with the backend's advice, retried
+next tick, and never assumed: :attr:`GroupControl.enforced` is always what
+the kernel reported last, or None when even reading failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scheduling.cgroups import Applied, Backend, CgroupError
+
+logger = logging.getLogger(__name__)
+
+MIN_GROUP_PERCENT = 0.1
+"""Smallest group cap written: the backend turns it into the kernel's
+smallest legal quota. Zero would mean "no CPU at all", which the kernel
+cannot express and the workload cannot survive."""
+
+DRIFT_TOLERANCE = 0.05
+"""Percentage points a read-back may differ from the write (rounding of the
+quota to whole microseconds) before it counts as changed by someone else."""
+
+EventSink = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Control:
+    """What this tick did to the group."""
+
+    target: float | None
+    enforced: float | None
+    wrote: bool = False
+    reverted: bool = False
+    error: str | None = None
+    previous: float | None = None
+
+
+def group_target(cap: float, outside: float | None) -> float:
+    """The group's share of ``cap`` (% of the machine) given outside use."""
+    target = cap - (outside or 0.0)
+    return min(100.0, max(MIN_GROUP_PERCENT, target))
+
+
+class GroupControl:
+    """Writes, re-reads and restores the managed group's cap."""
+
+    def __init__(
+        self, backend: Backend, change_threshold: float, record: EventSink
+    ) -> None:
+        self.backend = backend
+        self.change_threshold = change_threshold
+        self.record = record
+        self.requested: float | None = None
+        self.applied: Applied | None = None
+        self.error: str | None = None
+        self.enforced: float | None = None
+        self.known = False
+
+    def start(self) -> None:
+        """Read the cap left by whoever ran before (the next write replaces it)."""
+        current = self._read()
+        if current is not None:
+            self.enforced = current.percent
+            self.known = True
+
+    def apply(self, cap: float, outside: float | None, decrease: bool) -> Control:
+        """Bring the group to ``cap`` less ``outside`` when that is worth a write."""
+        target = group_target(cap, outside)
+        reverted = self._drifted()
+        if not (reverted or self._worth_writing(target, decrease)):
+            return Control(target, self.enforced)
+        return self._write(target, reverted)
+
+    def leave_at(self, percent: float) -> Control:
+        """Write ``percent`` whatever the threshold (stop, monitor-only)."""
+        return self._write(min(100.0, max(MIN_GROUP_PERCENT, percent)), False)
+
+    def _worth_writing(self, target: float, decrease: bool) -> bool:
+        if self.error is not None or self.requested is None:
+            return True
+        change = target - self.requested
+        if change < -1e-6 and decrease:
+            return True
+        return abs(change) >= self.change_threshold
+
+    def _drifted(self) -> bool:
+        """Whether the kernel no longer holds what was last written."""
+        if self.applied is None or self.error is not None:
+            return False
+        current = self._read()
+        if current is None:
+            return False
+        wanted = self.applied.percent
+        changed = (current.percent is None) != (wanted is None) or (
+            current.percent is not None
+            and wanted is not None
+            and abs(current.percent - wanted) > DRIFT_TOLERANCE
+        )
+        if not changed:
+            return False
+        message = (
+            f"The group cap was changed outside cpusched (found "
+            f"{current.cpu_max()!r}, wrote {self.applied.cpu_max()!r}); rewriting it"
+        )
+        logger.warning("%s at %s", message, self.backend.path)
+        self.record(
+            "reverted",
+            message,
+            {"found": current.cpu_max(), "wrote": self.applied.cpu_max()},
+        )
+        self.enforced = current.percent
+        return True
+
+    def _write(self, target: float, reverted: bool) -> Control:
+        previous = self.enforced
+        try:
+            applied = self.backend.write_cap(target)
+        except CgroupError as err:
+            return self._failed(target, str(err), previous)
+        if self.error is not None:
+            logger.warning("Writing the group cap works again: %s", applied.cpu_max())
+            self.record(
+                "cgroup_write_recovered", "Writing the group cap works again", {}
+            )
+        self.error = None
+        self.requested = target
+        self.applied = applied
+        self.enforced = applied.percent
+        self.known = True
+        if applied.note:
+            logger.warning(
+                "Group cap adjusted by the kernel's bounds: %s", applied.note
+            )
+        return Control(target, self.enforced, True, reverted, None, previous)
+
+    def _failed(self, target: float, message: str, previous: float | None) -> Control:
+        if self.error != message:
+            logger.error("Could not write the group cap %.1f %%: %s", target, message)
+            self.record("cgroup_write_failed", message, {"target": round(target, 3)})
+        self.error = message
+        current = self._read()
+        self.enforced = None if current is None else current.percent
+        self.known = current is not None
+        return Control(target, self.enforced, False, False, message, previous)
+
+    def _read(self) -> Applied | None:
+        try:
+            return self.backend.read_cap()
+        except CgroupError as err:
+            logger.debug("Reading the group cap failed: %s", err)
+            return None
