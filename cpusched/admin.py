@@ -411,9 +411,7 @@ def _rollback_plan(change_id: int) -> list[tuple[str, str | None, str | None]]:
     target = config.stored_state_after(change_id)
     now = dict(Parameter.objects.values_list("key", "value"))
     keys = sorted(set(target) | set(now))
-    return [
-        (k, now.get(k), target.get(k)) for k in keys if now.get(k) != target.get(k)
-    ]
+    return [(k, now.get(k), target.get(k)) for k in keys if now.get(k) != target.get(k)]
 
 
 @admin.register(Revision)

@@ -9,16 +9,10 @@ and the OpenAPI description need a login too when authentication is on.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
-from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 
-from cpusched import runtime
-from cpusched.auth import api_auth, login_path
+from cpusched.auth import api_auth, login_required
 
 DESCRIPTION = """\
 Live and historical measurements, the configuration and reservations of one
@@ -30,26 +24,12 @@ client (429 with `Retry-After` beyond). Errors are JSON objects with a
 """
 
 
-def docs_login_required(view: Callable[..., HttpResponse]) -> Callable:
-    """Guard the docs like pages: a session or an API key when auth is on."""
-
-    @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if runtime.params()["server.auth_enabled"] and not (
-            request.user.is_authenticated
-        ):
-            return redirect_to_login(request.get_full_path(), login_path())
-        return view(request, *args, **kwargs)
-
-    return guarded
-
-
 api = NinjaAPI(
     title="cpusched",
     version="1",
     description=DESCRIPTION,
     docs_url="/docs",
-    docs_decorator=docs_login_required,
+    docs_decorator=login_required,
     auth=api_auth,
 )
 

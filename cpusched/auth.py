@@ -30,6 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -60,6 +61,11 @@ UNGUARDED = (*UNCOUNTED, "/admin/")
 
 # Counted per fixed minute; a window's counter expires a little after it ends.
 RATE_WINDOW_S = 60
+
+
+def clock() -> float:
+    """Wall-clock seconds; rate-limit windows are aligned to whole minutes."""
+    return time.time()
 
 
 def api_key_secret(request: HttpRequest) -> str | None:
@@ -163,6 +169,25 @@ class AccessMiddleware:
             request.session.set_expiry(params["server.session_timeout"] * 60)
 
 
+def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Django's ``login_required`` that honours ``server.auth_enabled``.
+
+    :class:`AccessMiddleware` already guards every page; views may add this
+    for defence in depth. Django's own decorator would keep asking for a
+    login after an operator switched authentication off.
+    """
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if runtime.params()["server.auth_enabled"] and not (
+            request.user.is_authenticated
+        ):
+            return redirect_to_login(request.get_full_path(), login_path())
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 def login_path() -> str:
     try:
         return resolve_url(settings.LOGIN_URL)
@@ -195,7 +220,7 @@ class RateLimit:
 
     @classmethod
     def count(cls, client: str, limit: int, request: HttpRequest) -> RateLimit:
-        now = time.time()
+        now = clock()
         window = int(now // RATE_WINDOW_S)
         key = f"ratelimit:{client}:{window}"
         cache.add(key, 0, timeout=RATE_WINDOW_S + 5)
@@ -361,9 +386,7 @@ class OriginGuard:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":
-            params = runtime.cached() or await database_sync_to_async(
-                runtime.params
-            )()
+            params = runtime.cached() or await database_sync_to_async(runtime.params)()
             reason = origin_refusal(_header(scope, b"origin"), params)
             if reason is not None:
                 return await _deny(scope, receive, send, "origin", reason)

@@ -108,4 +108,3 @@ class ImportForm(forms.Form):
             return upload.read().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise forms.ValidationError(f"The file is not UTF-8 text: {exc}") from None
-

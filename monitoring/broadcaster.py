@@ -141,7 +141,7 @@ class Broadcaster:
     def subscribe(self, mailbox: Mailbox) -> None:
         """Add a client; start the loop on the running event loop if needed."""
         self.clients[mailbox.group].add(mailbox)
-        if self._task is None or self._task.done():
+        if not self.running():
             # Alerts changed while nobody listened are not replayed as news.
             self._alert_cursor = timezone.now()
             self._seeded = False
@@ -149,6 +149,21 @@ class Broadcaster:
 
     def unsubscribe(self, mailbox: Mailbox) -> None:
         self.clients[mailbox.group].discard(mailbox)
+
+    def running(self) -> bool:
+        """Whether the loop runs on the current event loop."""
+        task = self._task
+        if task is None or task.done():
+            return False
+        return task.get_loop() is asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        """Cancel the loop (for tests and shutdown); clients stay registered."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            if task.get_loop() is asyncio.get_running_loop():
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -193,8 +208,9 @@ class Broadcaster:
         if want_alerts and self._alert_cursor is not None:
             since = self._alert_cursor
             changed = list(
-                Alert.objects.filter(Q(last_seen__gt=since) | Q(resolved_at__gt=since))
-                .order_by("last_seen")[:MAX_ALERTS_PER_TICK]
+                Alert.objects.filter(
+                    Q(last_seen__gt=since) | Q(resolved_at__gt=since)
+                ).order_by("last_seen")[:MAX_ALERTS_PER_TICK]
             )
         return Tick(params, row, by_severity, changed)
 
@@ -272,8 +288,7 @@ class Broadcaster:
         While the loop runs its last message is at most one interval old;
         otherwise (the first client) the database is read now.
         """
-        running = self._task is not None and not self._task.done()
-        if running and group in self.latest:
+        if self.running() and group in self.latest:
             return self.latest[group]
         tick = await database_sync_to_async(self._read)(False)
         if group == ALERTS:

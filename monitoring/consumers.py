@@ -184,7 +184,7 @@ def parse_command(
     except ValueError as exc:
         return None, _problem(None, f"not valid JSON: {exc}")
     if not isinstance(message, dict):
-        return None, _problem(None, "expected a JSON object such as {\"type\": \"ping\"}")
+        return None, _problem(None, 'expected a JSON object such as {"type": "ping"}')
     kind = message.get("type")
     if kind not in COMMANDS:
         allowed = ", ".join(COMMANDS)

@@ -95,7 +95,11 @@ def quota_status(
         return "exhausted"
     levels = [
         (avg_quota, "limits.avg_critical_threshold", "limits.avg_warning_threshold"),
-        (peak_left_s, "limits.peak_critical_threshold", "limits.peak_warning_threshold"),
+        (
+            peak_left_s,
+            "limits.peak_critical_threshold",
+            "limits.peak_warning_threshold",
+        ),
     ]
     status = "normal"
     for left, critical, warning in levels:
@@ -148,7 +152,10 @@ def current(
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:
+    """Short text from the row; a mapping is named by its ``name`` entry."""
     value = data.get(key)
-    if value is None:
+    if isinstance(value, Mapping):
+        value = value.get("name")
+    if value is None or value == "":
         return None
     return str(value)[:200]

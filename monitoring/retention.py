@@ -33,17 +33,20 @@ def delete_in_batches(
 ) -> int:
     """Delete rows whose ``field`` is older than ``before``; return how many.
 
-    Each batch of about ``batch`` rows is one short transaction. The work is
-    split by primary key, so every batch is a range, not a list of ids.
+    Each batch of about ``batch`` rows (more when several rows share the cut
+    value) is one short transaction. Batches are ranges of ``field``, which
+    should be indexed: a range walks the index, where cutting by primary key
+    would make SQLite rescan every old row for each batch.
     """
     if batch < 1:
         raise ValueError(f"batch={batch!r}: expected a positive number of rows")
-    queryset = _queryset(queryset_or_model).filter(**{f"{field}__lt": before})
+    source = _queryset(queryset_or_model)
+    old = source.filter(**{f"{field}__lt": before})
 
     deleted = 0
     while True:
-        cut = _batch_end(queryset, batch)
-        doomed = queryset if cut is None else queryset.filter(pk__lte=cut)
+        cut = _batch_end(old, field, batch)
+        doomed = old if cut is None else source.filter(**{f"{field}__lte": cut})
         with transaction.atomic():
             count, _ = doomed.delete()
         deleted += count
@@ -55,7 +58,7 @@ def delete_in_batches(
         logger.info(
             "Deleted %d %s rows older than %s",
             deleted,
-            queryset.model._meta.label,
+            source.model._meta.label,
             before,
         )
     return deleted
@@ -67,8 +70,8 @@ def _queryset(source: models.QuerySet | type[models.Model]) -> models.QuerySet:
     return source._default_manager.all()
 
 
-def _batch_end(queryset: models.QuerySet, batch: int) -> object | None:
-    """The primary key that ends the next batch, or None if one batch is left."""
-    keys = queryset.order_by("pk").values_list("pk", flat=True)
-    found = list(keys[batch - 1 : batch])
+def _batch_end(queryset: models.QuerySet, field: str, batch: int) -> object | None:
+    """The ``field`` value that ends the next batch, or None if one batch is left."""
+    values = queryset.order_by(field).values_list(field, flat=True)
+    found = list(values[batch - 1 : batch])
     return found[0] if found else None

@@ -17,6 +17,9 @@ MIN_SPREAD = 1.0
 """Smallest standard deviation (percentage points) the outlier test uses;
 a perfectly flat history would otherwise call any change an outlier."""
 
+SHIFT_AFTER = 3
+"""Outliers in a row after which the level is taken to have moved."""
+
 
 class Smoother:
     """Mean of the last ``window`` readings, outliers left out."""
@@ -38,9 +41,10 @@ class Smoother:
         if not self.last_was_outlier:
             self._kept.append(reading)
         elif self._all_outliers():
-            # Every recent reading disagrees with the old mean: the level
-            # really moved, so follow it.
-            self._kept = deque(self._values, maxlen=self.window)
+            # The last readings all disagree with the old mean: the level
+            # really moved, so restart from them.
+            recent = list(self._values)[-SHIFT_AFTER:]
+            self._kept = deque(recent, maxlen=self.window)
         self.value = math.fsum(self._kept) / len(self._kept)
         return self.value
 
@@ -52,7 +56,7 @@ class Smoother:
         return abs(reading - mean) > self.threshold * spread
 
     def _all_outliers(self) -> bool:
-        recent = list(self._values)[-min(3, self.window) :]
+        recent = list(self._values)[-SHIFT_AFTER:]
         mean = math.fsum(self._kept) / len(self._kept)
         spread = max(_stdev(self._kept, mean), MIN_SPREAD)
         return all(abs(v - mean) > self.threshold * spread for v in recent)

@@ -184,6 +184,8 @@ class ReservationForm(ReviewedForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["description"].widget.attrs["rows"] = 2
+        for field in self.fields.values():
+            field.widget.attrs.setdefault("class", _css(field.widget))
         rule = _stored_rule(self.instance)
         if rule is not None and not self.is_bound:
             self.initial.update(_rule_initial(rule))
@@ -219,6 +221,16 @@ class ReservationForm(ReviewedForm):
         if data.get("repeat") and ends == "count" and not data.get("count"):
             self.add_error("count", "Give how many times, or choose another end")
         return super().clean()
+
+
+def _css(widget: forms.Widget) -> str:
+    if isinstance(widget, forms.CheckboxSelectMultiple):
+        return "form-check-input"
+    if isinstance(widget, forms.CheckboxInput):
+        return "form-check-input"
+    if isinstance(widget, forms.Select):
+        return "form-select form-select-sm"
+    return "form-control form-control-sm"
 
 
 def _stored_rule(instance: Reservation) -> Rule | None:

@@ -738,8 +738,8 @@ class CgroupV2(Backend):
         for pid in pids:
             self._move_quietly(pid, leaf)
         notes.append(
-            f"Moved {describe(pids)} from {group} to {leaf}: a group that hands "
-            "the cpu controller to its children may not hold processes"
+            f"Moved {describe(pids)} from {group} to {leaf} so +cpu can be "
+            "enabled there (no-internal-processes rule)"
         )
         logger.info("%s", notes[-1])
 
@@ -799,10 +799,11 @@ class CgroupV1(Backend):
         group = clean_group(group)
         super().__init__(cpu_root / group, period_us, cpus or machine_cpus(), fs)
         self.root = cpu_root
-        self.acct_path = acct_root / group if acct_root else None
-        if acct_root == cpu_root:
-            self.acct_path = None
-        self._acct_root = acct_root
+
+        # None when cpuacct is co-mounted with cpu (or not mounted at all).
+        separate = acct_root is not None and acct_root != cpu_root
+        self._acct_root = acct_root if separate else None
+        self.acct_path = acct_root / group if separate and acct_root else None
 
     def prepare(self) -> list[str]:
         notes: list[str] = []

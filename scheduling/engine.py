@@ -144,12 +144,8 @@ class Engine:
                 f"Asked for second {now!r} but the last recorded second is "
                 f"{planner._now - 1}"
             )
-        return self.policy.step(
-            now,
-            planner.bound(),
-            planner.avg_remaining_percent(),
-            planner.floor_now(),
-        )
+        bound, remaining, floor = planner.inputs()
+        return self.policy.step(now, bound, remaining, floor)
 
     def decide(self, now: int) -> Decision:
         """The cap for second ``now`` (the one just starting), with its reason."""

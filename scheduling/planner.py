@@ -396,6 +396,7 @@ class Planner:
         self.avg.add(u)
         bit = 1 if u >= self._threshold else 0
         self.peak.add_bit(bit)
+        # quantize(u), inlined: this runs once per second of every replay.
         self._avg_rule.push(int(u * SCALE + 0.999999))
         if self._peak_rule is not None:
             self._peak_rule.push(bit)
@@ -416,6 +417,10 @@ class Planner:
         if a > 100.0:
             return 100.0
         return a if a > 0.0 else 0.0
+
+    def inputs(self) -> tuple[float, float, float]:
+        """``(bound, remaining average quota %, floor now)`` for the policy."""
+        return self.bound(), self.avg_remaining_percent(), self._floor_val / 1e6
 
     def peak_slack(self) -> int:
         """Peak seconds the current second may still add (below 1: none)."""

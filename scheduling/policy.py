@@ -135,6 +135,7 @@ class Policy:
         self._interval = s.interval_s
         self._limits = s.tier_limits
         self._steps = tuple(s.step * speed for speed in s.tier_speeds)
+        self._sustainable = s.sustainable
         self.cap: float | None = None
         self._last_increase = -(1 << 62)
         self.tier = TIERS[0]
@@ -150,6 +151,7 @@ class Policy:
 
         ``remaining`` is the remaining average quota in percent of the budget,
         ``floor`` the guaranteed minimum of this second (floor or reservation).
+        Runs once per simulated second, hence the flat shape.
         """
         tier = tier_index(remaining, self._emergency)
         target = self._target(tier, remaining)
@@ -167,21 +169,9 @@ class Policy:
         self.bound = bound
         self.floor = floor
         self.remaining = remaining
-        return self._move(now, target, bound, tier)
-
-    def _target(self, tier: int, remaining: float) -> float:
-        """What the mode would like before any clipping."""
-        if self._mode == 0:
-            return self._hi
-        if self._mode == 1:
-            return self._limits[tier]
-        share = min(max(remaining, 0.0), 100.0) / 100.0
-        return self.settings.sustainable * (1.0 + share)
-
-    def _move(self, now: int, target: float, bound: float, tier: int) -> float:
-        """Apply decreases at once and smoothed, rate-limited increases."""
-        previous = self.cap
         self.waiting = False
+
+        previous = self.cap
         if previous is None:
             cap = target
         elif target < previous:
@@ -192,9 +182,22 @@ class Policy:
         else:
             cap = previous
 
-        self.action = _action(previous, cap)
+        if previous is None or cap == previous:
+            self.action = MAINTAIN
+        else:
+            self.action = INCREASE if cap > previous else DECREASE
         self.cap = cap
         return cap
+
+    def _target(self, tier: int, remaining: float) -> float:
+        """What the mode would like before any clipping."""
+        mode = self._mode
+        if mode == 0:
+            return self._hi
+        if mode == 1:
+            return self._limits[tier]
+        share = min(max(remaining, 0.0), 100.0) / 100.0
+        return self._sustainable * (1.0 + share)
 
     def _increase(self, now: int, previous: float, target: float, tier: int) -> float:
         """One smoothed step up, at most once per adjustment interval.
@@ -240,9 +243,3 @@ class Policy:
         if cap <= self.floor + 1e-9 and self.floor > self._lo:
             return f"reservation guarantees {self.floor:.1f} %"
         return f"{self.settings.mode} mode"
-
-
-def _action(previous: float | None, cap: float) -> str:
-    if previous is None or abs(cap - previous) < 1e-9:
-        return MAINTAIN
-    return INCREASE if cap > previous else DECREASE

@@ -401,6 +401,7 @@ class Scheduler:
         clock: Any = None,
         rules: AlertRules | None = None,
         attach_scan: Callable[[], Any] | None = None,
+        boot_id: str | None = None,
     ) -> None:
         self.params = dict(params)
         self.backend = backend
@@ -417,7 +418,7 @@ class Scheduler:
         self.feed = ReservationFeed()
         self.attach_scan = attach_scan
         self.smoother = self._smoother(params)
-        self.boot_id = read_boot_id()
+        self.boot_id = boot_id or read_boot_id()
         self.started_at = timezone.now()
         self.summary = ""
         self.last: Tick | None = None

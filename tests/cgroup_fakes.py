@@ -6,6 +6,12 @@ rules mimicked: files appear on mkdir, ``cgroup.procs`` moves a process out
 of every other group of the hierarchy, the no-internal-processes rule (EBUSY),
 controllers must be enabled top-down (ENOENT), ``cpu.max`` and CFS bounds
 (EINVAL), and cgroup v1's child-quota-not-above-parent rule (EINVAL).
+
+The fake applies the no-internal-processes rule strictly: +cpu in a non-root
+group with processes is EBUSY. The kernel is laxer for the threaded cpu
+controller (EBUSY only when a child group is populated too); the backend
+moves the processes aside in both cases, and the real kernel's case is
+tested in tests/test_cgroup_v2_vm.py.
 """
 
 from __future__ import annotations

@@ -210,7 +210,9 @@ def test_a_locked_key_is_refused_with_the_reason(
 def test_a_key_page_shows_the_keys_history(admin_client: Client) -> None:
     config.apply({"limits.avg_max_usage": "25"}, user="alice", reason="contract")
 
-    response = admin_client.get(url("cpusched_parameter_key", key="limits.avg_max_usage"))
+    response = admin_client.get(
+        url("cpusched_parameter_key", key="limits.avg_max_usage")
+    )
 
     assert [c.reason for c in response.context["history"]] == ["contract"]
     assert "alice" in page(response)
@@ -272,7 +274,9 @@ def test_an_import_with_one_bad_key_changes_nothing(admin_client: Client) -> Non
         {"limits.avg_max_usage": 25, "scheduler.mode": "warp", "bogus.key": 1}
     ).encode()
 
-    response = admin_client.post(url("cpusched_parameter_import"), {"file": upload(data)})
+    response = admin_client.post(
+        url("cpusched_parameter_import"), {"file": upload(data)}
+    )
 
     assert [p.key for p in response.context["problems"]] == [
         "scheduler.mode",
@@ -293,7 +297,9 @@ def test_an_import_with_one_bad_key_changes_nothing(admin_client: Client) -> Non
 def test_a_malformed_import_file_is_refused_clearly(
     admin_client: Client, data: bytes, message: str
 ) -> None:
-    response = admin_client.post(url("cpusched_parameter_import"), {"file": upload(data)})
+    response = admin_client.post(
+        url("cpusched_parameter_import"), {"file": upload(data)}
+    )
 
     assert response.status_code == 200
     assert message in page(response)
@@ -318,9 +324,9 @@ def test_reset_all_asks_first_then_removes_every_stored_value(
 
     assert len(confirm.context["affected"]) == 2
     assert stored() == {}
-    assert set(ParameterChange.objects.filter(new_value=None).values_list("reason")) == {
-        ("clean",)
-    }
+    assert set(
+        ParameterChange.objects.filter(new_value=None).values_list("reason")
+    ) == {("clean",)}
 
 
 # -- history and rollback -------------------------------------------------------------

@@ -583,6 +583,20 @@ def test_v1_without_cpuacct_reads_usage_from_cpu_stat(tmp_path: Path) -> None:
     assert backend.usage_usec() == 99
 
 
+def test_v1_with_cpu_and_cpuacct_co_mounted_uses_one_group(tmp_path: Path) -> None:
+    fake = FakeV1(tmp_path / "cg1", with_cpuacct=False)
+    backend = CgroupV1(fake.cpu, "w", 100_000, 1, fake, fake.cpu)
+    backend.prepare()
+    (backend.path / "cpuacct.usage").write_text("5000000\n")
+    fake.set_procs(fake.cpu, [1, 600])
+
+    backend.attach(600)
+
+    assert backend.acct_path is None
+    assert backend.usage_usec() == 5000
+    assert [name for name, _ in fake.writes] == ["cpu/w/cgroup.procs"]
+
+
 def test_v1_without_any_accounting_says_to_mount_cpuacct(tmp_path: Path) -> None:
     fake = FakeV1(tmp_path / "cg1", with_cpuacct=False)
     backend = CgroupV1(fake.cpu, "w", 100_000, 1, fake, None)

@@ -170,10 +170,15 @@ def test_the_kernel_refuses_400_per_100000_which_is_why_we_never_write_it(
 def test_prepare_moves_processes_out_of_the_parent_so_cpu_can_be_enabled(
     top: str,
 ) -> None:
+    # cpu is a threaded controller: the kernel refuses +cpu in a group with
+    # processes only when a child is populated too (else the group could
+    # become a thread root). Build that case: a sleeper in a child, another
+    # sleeper and this process in the parent.
     parent = ROOT / top
-    parent.mkdir()
-    sleeper = subprocess.Popen(["sleep", "60"])
-    (parent / "cgroup.procs").write_text(str(sleeper.pid))
+    (parent / "other").mkdir(parents=True)
+    inside, beside = (subprocess.Popen(["sleep", "60"]) for _ in range(2))
+    (parent / "other" / "cgroup.procs").write_text(str(inside.pid))
+    (parent / "cgroup.procs").write_text(str(beside.pid))
     (parent / "cgroup.procs").write_text(str(os.getpid()))
     try:
         with pytest.raises(OSError) as refused:
@@ -185,14 +190,15 @@ def test_prepare_moves_processes_out_of_the_parent_so_cpu_can_be_enabled(
         leaf = parent / OUTSIDE_LEAF
         moved = {int(p) for p in (leaf / "cgroup.procs").read_text().split()}
         assert refused.value.errno == errno.EBUSY
-        assert moved == {sleeper.pid, os.getpid()}
+        assert moved == {beside.pid, os.getpid()}
         assert "cpu" in (parent / "cgroup.subtree_control").read_text().split()
         assert (backend.path / "cpu.max").exists()
-        assert any(str(sleeper.pid) in note and str(leaf) in note for note in notes)
+        assert any(str(beside.pid) in note and str(leaf) in note for note in notes)
     finally:
         (ROOT / "cgroup.procs").write_text(str(os.getpid()))
-        sleeper.kill()
-        sleeper.wait()
+        for sleeper in (inside, beside):
+            sleeper.kill()
+            sleeper.wait()
 
 
 def test_detach_moves_a_process_to_the_sibling_leaf(backend: CgroupV2) -> None:
@@ -236,3 +242,19 @@ def test_remove_leaves_no_group_behind(backend: CgroupV2) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_cgrun_starts_the_command_inside_the_v2_group(top: str) -> None:
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    group = f"{top}/workload"
+
+    result = subprocess.run(
+        [sys.executable, str(manage), "cgrun", "--backend", "v2", "--group", group]
+        + ["--", "sh", "-c", "cat /proc/self/cgroup; sh -c 'cat /proc/self/cgroup'"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"0::/{group}\n" * 2

@@ -430,7 +430,11 @@ def test_reset_of_one_key_returns_it_to_its_default() -> None:
     assert stored() == {"scheduler.mode": "aggressive"}
     assert config.effective()["limits.avg_max_usage"].source == "default"
     entry = ParameterChange.objects.first()
-    assert (entry.old_value, entry.new_value, entry.changed_by) == ("25.0", None, "dave")
+    assert (entry.old_value, entry.new_value, entry.changed_by) == (
+        "25.0",
+        None,
+        "dave",
+    )
     assert Revision.current("config") == revision + 1
 
 
@@ -580,7 +584,9 @@ def test_a_config_ini_without_section_headers_is_refused_naming_the_file(
 def test_a_config_ini_with_a_duplicate_key_is_refused(layers: Path) -> None:
     layers.write_text("[limits]\navg_max_usage = 20\navg_max_usage = 25\n")
 
-    with pytest.raises(ConfigError, match="line 3: avg_max_usage is set twice in \\[limits\\]"):
+    with pytest.raises(
+        ConfigError, match="line 3: avg_max_usage is set twice in \\[limits\\]"
+    ):
         config.effective()
 
 

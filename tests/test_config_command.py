@@ -68,7 +68,10 @@ def test_get_with_source_names_the_locking_variable(
 def test_get_of_an_unknown_key_suggests_a_close_one() -> None:
     message = refusal("get", "avg_max_usage")
 
-    assert message == "avg_max_usage: unknown parameter; did you mean limits.avg_max_usage?"
+    assert (
+        message
+        == "avg_max_usage: unknown parameter; did you mean limits.avg_max_usage?"
+    )
 
 
 def test_set_stores_the_value_and_prints_the_revision() -> None:
@@ -188,7 +191,9 @@ def test_rollback_restores_an_earlier_state() -> None:
 
     output = run("rollback", str(first))
 
-    assert output == f"Rolled back to history entry #{first}; configuration revision 3\n"
+    assert (
+        output == f"Rolled back to history entry #{first}; configuration revision 3\n"
+    )
     assert stored() == {"limits.avg_max_usage": "25.0"}
 
 
@@ -304,9 +309,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def manage(*args: str, data: Path, check: bool = False) -> subprocess.CompletedProcess:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("CPUSCHED_")
-    } | {"CPUSCHED_DATA_DIR": str(data), "CPUSCHED_LOG_LEVEL": "WARNING"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CPUSCHED_")} | {
+        "CPUSCHED_DATA_DIR": str(data),
+        "CPUSCHED_LOG_LEVEL": "WARNING",
+    }
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=env,

@@ -158,7 +158,10 @@ def api(seconds: float) -> dict:
                 count = seen.data.get("count", 0) if seen else 0
                 LiveState.objects.update_or_create(
                     id=1,
-                    defaults={"updated_at": timezone.now(), "data": {"count": count + 1}},
+                    defaults={
+                        "updated_at": timezone.now(),
+                        "data": {"count": count + 1},
+                    },
                 )
                 Event.objects.create(
                     timestamp=timezone.now(),
@@ -275,9 +278,7 @@ def test_three_writers_at_once_lose_nothing_and_never_see_a_locked_database(
     overlap = [
         s
         for s in sampled["written"]
-        if deleted["began"]
-        <= datetime.fromisoformat(s).timestamp()
-        <= deleted["ended"]
+        if deleted["began"] <= datetime.fromisoformat(s).timestamp() <= deleted["ended"]
     ]
     assert len(overlap) >= 2, (deleted, len(sampled["written"]))
     print(

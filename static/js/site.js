@@ -157,8 +157,8 @@
   }
 
   function onAlert(message) {
-    if (!message || message.type !== "alert") return;
-    showToast(message.level, message.message, message.timestamp);
+    if (!message || (message.type !== "alert" && message.type !== "alert_resolved")) return;
+    if (message.type === "alert") showToast(message.level, message.message, message.timestamp);
     document.body.dispatchEvent(new CustomEvent("alerts-changed", { bubbles: true }));
   }
 

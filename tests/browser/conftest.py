@@ -111,6 +111,19 @@ class Server:
         self.helpers.append(process)
         return process
 
+    def close(self) -> None:
+        """Stop helpers and daphne, and remove the data directory."""
+        for helper in list(self.helpers):
+            self.stop(helper)
+        if self.process is not None:
+            self.stop(self.process)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def log(self) -> str:
+        path = self.data_dir / "daphne.log"
+        return path.read_text() if path.exists() else ""
+
     def stop(self, process: subprocess.Popen) -> None:
         if process.poll() is None:
             process.terminate()
@@ -153,47 +166,55 @@ def _wait_until_up(server: Server, log: Path) -> None:
     raise RuntimeError(f"{waited}:\n{log.read_text()}")
 
 
+def start_server() -> Server:
+    """Migrate a fresh data directory, create the user and start daphne.
+
+    The caller ends it with ``server.close()`` (also used by bench/).
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="cpusched-browser-"))
+    port = free_port()
+    env = _server_env(data_dir, port)
+    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env)
+    try:
+        server.manage("migrate", "--noinput")
+        server.manage("collectstatic", "--noinput")
+        server.shell(
+            "from django.contrib.auth.models import User; "
+            f"User.objects.create_superuser({USERNAME!r}, '', {PASSWORD!r})"
+        )
+        log = data_dir / "daphne.log"
+        with open(log, "w") as out:
+            server.process = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("daphne")),
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "cpusched.asgi:application",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_until_up(server, log)
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """A running daphne with a migrated database and one user."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing")
-    data_dir = Path(tempfile.mkdtemp(prefix="cpusched-browser-"))
-    port = free_port()
-    env = _server_env(data_dir, port)
-    server = Server(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env)
-
-    server.manage("migrate", "--noinput")
-    server.manage("collectstatic", "--noinput")
-    server.shell(
-        "from django.contrib.auth.models import User; "
-        f"User.objects.create_superuser({USERNAME!r}, '', {PASSWORD!r})"
-    )
-
-    log = data_dir / "daphne.log"
-    with open(log, "w") as out:
-        server.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("daphne")),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "cpusched.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_server()
     try:
-        _wait_until_up(server, log)
         yield server
     finally:
-        for helper in list(server.helpers):
-            server.stop(helper)
-        server.stop(server.process)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        server.close()
 
 
 @pytest.fixture(scope="session")

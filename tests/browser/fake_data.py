@@ -45,9 +45,13 @@ def fill_samples(hours: float = 24.0, end: datetime | None = None) -> int:
                 timestamp=datetime.fromtimestamp(ts, tz=UTC),
                 cpu_usage=round(cpu, 2),
                 memory_usage=round(52 + 8 * math.sin(ts / 5400) + rng.gauss(0, 1), 2),
-                disk_io_read=max(0.0, 2e6 + 1.5e6 * math.sin(ts / 900) + rng.gauss(0, 3e5)),
+                disk_io_read=max(
+                    0.0, 2e6 + 1.5e6 * math.sin(ts / 900) + rng.gauss(0, 3e5)
+                ),
                 disk_io_write=max(0.0, 8e5 + rng.gauss(0, 2e5)),
-                network_in=max(0.0, 4e5 + 3e5 * math.sin(ts / 1300) + rng.gauss(0, 5e4)),
+                network_in=max(
+                    0.0, 4e5 + 3e5 * math.sin(ts / 1300) + rng.gauss(0, 5e4)
+                ),
                 network_out=max(0.0, 1.5e5 + rng.gauss(0, 3e4)),
                 cpu_limit=85.0 if cpu < 60 else 60.0,
                 is_peak=cpu >= PEAK_THRESHOLD,
@@ -58,21 +62,22 @@ def fill_samples(hours: float = 24.0, end: datetime | None = None) -> int:
 
 
 def live_data(ts: float, rng: random.Random, tick: int) -> dict[str, Any]:
-    """One second of live state, in the keys the scheduler writes."""
+    """One second of live state, in the keys runscheduler writes."""
     cpu = round(25 + 20 * math.sin(tick / 7) + rng.uniform(-3, 3), 1)
     return {
-        "timestamp": datetime.fromtimestamp(ts, tz=UTC).isoformat(),
+        "ts": int(ts),
         "cpu_usage": cpu,
-        "current_limit": 85.0 if tick % 20 < 15 else 60.0,
-        "quota_status": "normal",
+        "cap": 85.0 if tick % 20 < 15 else 60.0,
+        "bound": 92.5,
         "mode": "balanced",
+        "tier": "plenty",
         "avg_mean": round(24.0 + tick * 0.001, 3),
-        "avg_remaining_percent": round(6.0 - tick * 0.001, 3),
+        "avg_remaining_percent": 20.0,
+        "avg_remaining_cpu_s": 259200.0,
         "peak_used_s": 310,
         "peak_remaining_s": 290,
         "run_time_at_100": 3600 - tick,
-        "reservation": {"name": "Nightly <b>batch</b>", "cpu_quota": 40.0},
-        "is_peak": cpu >= PEAK_THRESHOLD,
+        "reservation": "Nightly <b>batch</b>",
         "memory_usage": round(55 + rng.uniform(-2, 2), 1),
         "disk_io_read": 2.0e6 + rng.uniform(0, 5e5),
         "disk_io_write": 7.0e5 + rng.uniform(0, 2e5),

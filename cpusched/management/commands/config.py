@@ -96,8 +96,9 @@ class Command(BaseCommand):
     def do_list(self, options: dict) -> None:
         category = options["category"]
         if category and category not in CATEGORIES:
+            known = ", ".join(CATEGORIES)
             raise CommandError(
-                f"Unknown category {category!r}: expected one of {', '.join(CATEGORIES)}"
+                f"Unknown category {category!r}: expected one of {known}"
             )
         current = config.effective()
         params = [p for p in PARAMS.values() if not category or p.category == category]
@@ -190,9 +191,7 @@ class Command(BaseCommand):
         text = _read(options["file"])
         values = config.parse_import(text)
         before = config.current_revision()
-        revision = config.import_values(
-            values, user=_who(), reason=options["reason"]
-        )
+        revision = config.import_values(values, user=_who(), reason=options["reason"])
         if revision == before:
             self.stdout.write("Every value already matches the file: nothing changed")
             return

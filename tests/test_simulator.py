@@ -1,0 +1,225 @@
+"""Trace replay: input validation, every mode inside the rules, outputs."""
+
+import io
+from pathlib import Path
+
+import pytest
+
+from scheduling.simulator import (
+    TraceError,
+    load_trace,
+    parse_trace,
+    read_timeline,
+    simulate,
+    write_timeline,
+)
+
+TRACES = sorted(Path("/work/shared/traces").glob("*.csv"))
+
+# Short windows so a few hundred trace rows cross many of them.
+SHORT = {
+    "limits.avg_window_hours": 0.5,
+    "limits.avg_max_usage": 30.0,
+    "limits.peak_window_hours": 1.0,
+    "limits.peak_max_duration": 120,
+    "limits.safety_margin": 0.0,
+}
+
+
+def recheck(rows, window_s, limit, peak_window_s, threshold, peak_budget):
+    """Seconds whose window breaks a rule, from the timeline alone.
+
+    Written apart from the simulator's own check: exact sums of usage in
+    micro-percent, every window summed from a prefix array.
+    """
+    usage = [round(u * 1_000_000) for _, _, _, u in rows]
+    peaks = [int(u >= threshold) for _, _, _, u in rows]
+    prefix = [0]
+    peak_prefix = [0]
+    for u, p in zip(usage, peaks, strict=True):
+        prefix.append(prefix[-1] + u)
+        peak_prefix.append(peak_prefix[-1] + p)
+    budget = round(limit * 1_000_000) * window_s
+    breaks = 0
+    for end in range(1, len(usage) + 1):
+        used = prefix[end] - prefix[max(0, end - window_s)]
+        peak = peak_prefix[end] - peak_prefix[max(0, end - peak_window_s)]
+        breaks += used > budget or peak > peak_budget
+    return breaks
+
+
+def head(path, rows):
+    lines = path.read_text().splitlines(keepends=True)
+    return parse_trace(lines[: rows + 1], source=path.name)
+
+
+def test_all_shared_traces_parse():
+    assert len(TRACES) == 9
+
+    for path in TRACES:
+        trace = load_trace(path)
+
+        assert trace.hold_last_s() == 300
+        assert len(trace.times) in (4032, 8004)
+
+
+@pytest.mark.parametrize("mode", ["aggressive", "balanced", "conservative"])
+@pytest.mark.parametrize("path", TRACES, ids=lambda p: p.stem)
+def test_no_mode_breaks_a_rule_on_any_trace(path, mode):
+    trace = head(path, 60)
+    params = {**SHORT, "scheduler.mode": mode}
+
+    result = simulate(trace, params, scale=3.0)
+    out = io.StringIO()
+    write_timeline(result, out)
+    out.seek(0)
+    rows = read_timeline(out)
+
+    assert len(rows) == trace.duration_s()
+    assert recheck(rows, 1800, 30.0, 3600, 95.0, 120) == 0
+    assert result.summary.break_s == 0
+    assert result.summary.below_floor_s == 0
+    assert all(u <= c + 1e-9 for _, _, c, u in rows)
+
+
+def test_the_bound_keeps_balanced_mode_inside_the_rule_under_full_demand():
+    trace = parse_trace(["timestamp,cpu_percent\n", "2024-01-01T00:00:00Z,100\n"])
+    trace.times.append(trace.times[0] + 4 * 3600)
+    trace.demand.append(100.0)
+    params = {**SHORT, "scheduler.mode": "balanced"}
+
+    result = simulate(trace, params)
+
+    # The 85 % tier alone would push the 30-minute mean far past 30 %.
+    assert result.summary.break_s == 0
+    assert result.summary.max_avg_mean == pytest.approx(30.0, abs=1e-6)
+    assert result.summary.simulated_s == 4 * 3600 + 4 * 3600
+
+
+def test_aggressive_delivers_the_whole_budget_under_full_demand():
+    trace = parse_trace(
+        [
+            "timestamp,cpu_percent\n",
+            "2024-01-01T00:00:00Z,100\n",
+            "2024-01-01T02:00:00Z,100\n",
+        ]
+    )
+    params = {**SHORT, "limits.absolute_min_cpu": 0.0, "scheduler.mode": "aggressive"}
+
+    result = simulate(trace, params)
+
+    # 4 windows of 1800 s at 30 % plus the peak seconds are the most possible.
+    assert result.summary.simulated_s == 7200 + 7200
+    assert result.summary.max_avg_mean == pytest.approx(30.0, abs=1e-6)
+    assert result.summary.break_s == 0
+
+
+def test_deferred_demand_is_served_later():
+    trace = parse_trace(
+        [
+            "timestamp,cpu_percent\n",
+            "2024-01-01T00:00:00Z,90\n",
+            "2024-01-01T00:10:00Z,0\n",
+            "2024-01-01T01:10:00Z,0\n",
+        ]
+    )
+    params = {**SHORT, "scheduler.mode": "aggressive"}
+
+    dropped = simulate(trace, params, demand_model="drop")
+    deferred = simulate(trace, params, demand_model="defer")
+
+    assert dropped.summary.delivered_ratio < 1.0
+    assert deferred.summary.delivered_cpu_s > dropped.summary.delivered_cpu_s
+    assert deferred.summary.break_s == 0
+
+
+def background_trace():
+    return parse_trace(
+        [
+            "timestamp,cpu_percent,background_percent\n",
+            "2024-01-01T00:00:00Z,100,10\n",
+            "2024-01-01T00:30:00Z,100,10\n",
+        ]
+    )
+
+
+def test_background_use_is_subtracted_from_the_group_cap():
+    params = {**SHORT, "scheduler.mode": "aggressive", "limits.absolute_min_cpu": 10.0}
+
+    result = simulate(background_trace(), params)
+
+    assert result.summary.break_s == 0
+    assert result.summary.below_floor_s == 0
+    assert all(u <= c + 1e-9 for c, u in zip(result.cap, result.usage, strict=True))
+    assert min(result.usage) == 10.0
+
+
+def test_background_above_the_floor_can_break_the_rule_and_shows():
+    params = {**SHORT, "scheduler.mode": "aggressive", "limits.absolute_min_cpu": 5.0}
+
+    result = simulate(background_trace(), params)
+
+    # The planner kept only 5 % for each future second; 10 % ran anyway.
+    assert result.summary.avg_break_s > 0
+    assert result.summary.max_avg_mean > 30.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty file, expected the header 'timestamp,cpu_percent'"),
+        ("time,cpu\n1,2\n", "line 1: unknown column 'time'"),
+        ("cpu_percent\n5\n", "line 1: missing header"),
+        ("timestamp,cpu_percent\n", "no data rows after the header on line 1"),
+        (
+            "timestamp,cpu_percent\n2024-01-01T00:00:00Z,abc\n",
+            "line 2: cpu_percent 'abc' is not a number",
+        ),
+        (
+            "timestamp,cpu_percent\n2024-01-01T00:00:00Z,-1\n",
+            "line 2: cpu_percent -1.0 is negative",
+        ),
+        (
+            "timestamp,cpu_percent\n2024-01-01T00:00:00Z,100.5\n",
+            "line 2: cpu_percent 100.5 is over 100",
+        ),
+        (
+            "timestamp,cpu_percent\nyesterday,5\n",
+            "line 2: timestamp 'yesterday' is not ISO-8601",
+        ),
+        (
+            "timestamp,cpu_percent\n2024-01-01T00:05:00Z,5\n2024-01-01T00:00:00Z,5\n",
+            "line 3: timestamp '2024-01-01T00:00:00Z' is earlier than line 2",
+        ),
+        (
+            "timestamp,cpu_percent\n2024-01-01T00:00:00Z,5\n2024-01-01T00:00:00Z,6\n",
+            "line 3: timestamp '2024-01-01T00:00:00Z' repeats line 2",
+        ),
+        (
+            "timestamp,cpu_percent\n2024-01-01T00:00:00Z,5,7\n",
+            "line 2: expected 2 values, found 3",
+        ),
+    ],
+)
+def test_bad_input_is_reported_with_its_line(text, message):
+    with pytest.raises(TraceError) as caught:
+        parse_trace(io.StringIO(text), source="t.csv")
+
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("t.csv")
+
+
+def test_sorting_and_deduplication_happen_only_when_asked():
+    text = (
+        "timestamp,cpu_percent\n"
+        "2024-01-01T00:05:00Z,5\n"
+        "2024-01-01T00:00:00Z,7\n"
+        "2024-01-01T00:05:00Z,9\n"
+    )
+
+    trace = parse_trace(io.StringIO(text), sort=True, dedup=True)
+
+    assert trace.demand == [7.0, 9.0]
+    assert trace.times[1] - trace.times[0] == 300
+    with pytest.raises(TraceError, match="line 4: timestamp .* repeats line 2"):
+        parse_trace(io.StringIO(text), sort=True)
