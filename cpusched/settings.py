@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -122,6 +123,12 @@ INSTALLED_APPS = [
     "alerts",
 ]
 
+# Apps only the web process needs. The scheduler daemon leaves them out: they
+# pull in twisted and pydantic, about 40 MB of memory it has no use for.
+WEB_ONLY_APPS = ("daphne", "channels", "ninja", "django_htmx")
+if sys.argv[1:2] == ["runscheduler"]:
+    INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in WEB_ONLY_APPS]
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -222,6 +229,11 @@ SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Request bodies larger than this (bytes) are refused with 400 before any
+# view parses them; the largest legitimate one, a configuration import, is a
+# few kilobytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # One machine needs no broker: the in-memory layer serves one web process.
 # With several web workers set CPUSCHED_REDIS_URL (channels-redis required).

@@ -119,22 +119,34 @@ stop_all() {
   say "Stopped"
 }
 
+web_answers() {
+  "$VENV/bin/python" - "$1" <<'EOF'
+import sys, urllib.error, urllib.request
+
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass  # any HTTP answer means the server is up
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+all_alive() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
+
 wait_for_web() {
   local url=$1
-  "$VENV/bin/python" - "$url" <<'EOF'
-import sys, time, urllib.error, urllib.request
-
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    try:
-        urllib.request.urlopen(sys.argv[1], timeout=2)
-        sys.exit(0)
-    except urllib.error.HTTPError:
-        sys.exit(0)  # any HTTP answer means the server is up
-    except OSError:
-        time.sleep(0.5)
-sys.exit(1)
-EOF
+  for _ in $(seq 1 60); do
+    all_alive || return 1
+    web_answers "$url" && all_alive && return 0
+    sleep 1
+  done
+  return 1
 }
 
 report_death() {
@@ -163,7 +175,7 @@ run_service() {
 
   if ! wait_for_web "${url}admin/login/"; then
     report_death
-    die "the web server did not answer on $url within 60 s"
+    die "the service did not come up on $url (see the logs in $LOG_DIR)"
   fi
   echo
   echo "cpusched is running at $url (admin: ${url}admin/)"

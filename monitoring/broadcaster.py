@@ -127,12 +127,12 @@ class Broadcaster:
     def __init__(self) -> None:
         self.clients: dict[str, set[Mailbox]] = {group: set() for group in GROUPS}
         self.stats = Stats()
+        self.interval = 1.0  # seconds, server.ws_push_interval as last read
         # The newest monitoring update and alerts summary, for greetings.
         self.latest: dict[str, str] = {}
         self._task: asyncio.Task | None = None
         self._alert_cursor: datetime | None = None
         self._severities: dict[int, str] = {}
-        self._seeded = False
         self._last_error_log = 0.0
 
     def connections(self) -> int:
@@ -142,9 +142,8 @@ class Broadcaster:
         """Add a client; start the loop on the running event loop if needed."""
         self.clients[mailbox.group].add(mailbox)
         if not self.running():
-            # Alerts changed while nobody listened are not replayed as news.
-            self._alert_cursor = timezone.now()
-            self._seeded = False
+            # What was pushed before a pause is no greeting.
+            self.latest.clear()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def unsubscribe(self, mailbox: Mailbox) -> None:
@@ -166,16 +165,19 @@ class Broadcaster:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
+        # The first push waits one interval: a new client was just greeted
+        # with a fresh read.
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        while self.connections():
-            await self.push_once()
-            interval = (runtime.cached() or {}).get("server.ws_push_interval", 1.0)
-            next_at += interval
+        while True:
+            next_at += self.interval
             now = loop.time()
             if next_at < now:  # a slow tick: skip ahead instead of bursting
-                next_at = now + interval
+                next_at = now + self.interval
             await asyncio.sleep(next_at - now)
+            if not self.connections():
+                break
+            await self.push_once()
         self._task = None
 
     async def push_once(self) -> None:
@@ -186,6 +188,7 @@ class Broadcaster:
         except Exception as exc:  # the loop must survive a locked or lost DB
             self._log_failure(exc)
             return
+        self.interval = tick.params["server.ws_push_interval"]
         self._push(MONITORING, self.monitoring_message(tick))
         self.latest[ALERTS] = self.status_message(tick)
         for message in self._alert_messages(tick):
@@ -193,14 +196,15 @@ class Broadcaster:
         self.stats.ticks += 1
         self.stats.last_tick_s = time.monotonic() - started
 
-    def _read(self, want_alerts: bool) -> Tick:
+    def _read(self, want_alerts: bool, seed: bool = False) -> Tick:
         params = runtime.params()
         row = live.read()
         open_alerts = Alert.objects.filter(resolved=False)
-        if not self._seeded:
-            # Alerts already open are known: a repeat of one is not news.
+        if seed:
+            # Watching starts now: alerts already open are known (a repeat of
+            # one is not news) and older changes are not replayed.
+            self._alert_cursor = timezone.now()
             self._severities = dict(open_alerts.values_list("id", "severity"))
-            self._seeded = True
         by_severity = dict(
             open_alerts.values_list("severity").annotate(n=Count("id")).order_by()
         )
@@ -290,7 +294,11 @@ class Broadcaster:
         """
         if self.running() and group in self.latest:
             return self.latest[group]
-        tick = await database_sync_to_async(self._read)(False)
+        # The first client of a pause is greeted just before the loop starts:
+        # this read also marks where watching alerts begins.
+        seed = not self.running()
+        tick = await database_sync_to_async(self._read)(False, seed)
+        self.interval = tick.params["server.ws_push_interval"]
         if group == ALERTS:
             return self.status_message(tick)
         return self.monitoring_message(tick)

@@ -66,10 +66,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=4003)
             return
 
-        await self.accept()
+        # The greeting is queued before the socket counts as open, so it is
+        # the first message and a client that is told "connected" is served.
         self.mailbox = Mailbox(self.group)
         await self.greet()
         broadcaster.subscribe(self.mailbox)
+        await self.accept()
         self.sender = asyncio.get_running_loop().create_task(self.drain())
         logger.debug("WebSocket %s opened for %s", self.path, self.user_name)
 

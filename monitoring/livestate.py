@@ -27,9 +27,12 @@ Keys of ``data`` (see also :mod:`monitoring.live`, which presents them):
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 from django.utils import timezone
 
 from monitoring.models import LiveState
@@ -44,16 +47,33 @@ def write(
     pid: int | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Store ``data`` as the live state; ``updated_at`` is the heartbeat."""
+    """Store ``data`` as the live state; ``updated_at`` is the heartbeat.
+
+    One plain UPDATE: this runs every second, and building the same ORM
+    query each time costs ten times more than running it.
+    """
     now = now or timezone.now()
-    fields: dict[str, Any] = {"updated_at": now, "data": data}
-    if started_at is not None:
-        fields["started_at"] = started_at
-    if pid is not None:
-        fields["pid"] = pid
-    if LiveState.objects.filter(id=1).update(**fields):
-        return
-    LiveState.objects.create(id=1, **fields)
+    ops = connection.ops
+    values = [
+        ops.adapt_datetimefield_value(now),
+        json.dumps(data, cls=DjangoJSONEncoder),
+        ops.adapt_datetimefield_value(started_at),
+        pid,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_UPDATE, values)
+        if cursor.rowcount:
+            return
+    LiveState.objects.create(
+        id=1, updated_at=now, data=data, started_at=started_at, pid=pid
+    )
+
+
+_TABLE = LiveState._meta.db_table
+_UPDATE = (
+    f"UPDATE {_TABLE} SET updated_at = %s, data = %s, "
+    "started_at = COALESCE(%s, started_at), pid = COALESCE(%s, pid) WHERE id = 1"
+)
 
 
 def read() -> dict[str, Any] | None:

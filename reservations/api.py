@@ -17,7 +17,7 @@ from typing import Any, Literal, NoReturn
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.errors import ValidationError
 from pydantic import ConfigDict, Field
 
@@ -27,7 +27,7 @@ from reservations.service import Draft, Problem, ReservationError
 
 router = Router(tags=["reservations"])
 
-Status = Literal["active", "future", "expired"]
+Phase = Literal["active", "future", "expired"]
 
 
 class Strict(Schema):
@@ -88,7 +88,7 @@ class ReservationOut(Schema):
     recurrence: str
     time_zone: str
     is_active: bool = Field(description="A slot of it is honoured right now")
-    status: Status = Field(description="By time: active, future or expired")
+    status: Phase = Field(description="By time: active, future or expired")
     next_start: datetime | None
     next_end: datetime | None
     archived: bool
@@ -110,7 +110,7 @@ class Saved(Schema):
 
 
 class ListQuery(Schema):
-    status: Status | None = None
+    status: Phase | None = None
     order: Literal["start", "-start", "name", "priority"] = "start"
 
 
@@ -122,6 +122,19 @@ def list_reservations(request: HttpRequest, query: Query[ListQuery]) -> dict:
     if query.status:
         rows = [row for row in rows if row["status"] == query.status]
     return {"reservations": rows}
+
+
+@router.post("/preview", response=dict[str, Any], summary="Check without saving")
+def preview_reservation(request: HttpRequest, body: PreviewIn) -> dict:
+    """Conflicts, feasibility, the budget one slot takes, and the planner's
+    hourly cap forecast with and without the reservation. ``ok`` false lists
+    the problems in ``errors`` (field: messages), as a save would refuse."""
+    values = body.model_dump(exclude={"id", "hours"})
+    original = None
+    if body.id is not None:
+        original = get_object_or_404(Reservation, id=body.id)
+    draft = _draft(values, original)
+    return preview.build(draft, original=original, hours=body.hours)
 
 
 @router.get("/{reservation_id}", response=ReservationOut, summary="One reservation")
@@ -148,9 +161,9 @@ def get_occurrences(
 
 
 @router.post("", response={201: Saved}, summary="Create a reservation")
-def create_reservation(request: HttpRequest, body: ReservationIn) -> tuple[int, dict]:
+def create_reservation(request: HttpRequest, body: ReservationIn) -> Status:
     draft = _draft(body.model_dump())
-    return 201, _save(request, draft)
+    return Status(201, _save(request, draft))
 
 
 @router.put("/{reservation_id}", response=Saved, summary="Replace a reservation")
@@ -176,23 +189,10 @@ def patch_reservation(
 
 
 @router.delete("/{reservation_id}", response={204: None}, summary="Delete")
-def delete_reservation(request: HttpRequest, reservation_id: uuid.UUID) -> tuple:
+def delete_reservation(request: HttpRequest, reservation_id: uuid.UUID) -> Status:
     reservation = get_object_or_404(Reservation, id=reservation_id)
     service.delete(reservation, _user(request))
-    return 204, None
-
-
-@router.post("/preview", response=dict[str, Any], summary="Check without saving")
-def preview_reservation(request: HttpRequest, body: PreviewIn) -> dict:
-    """Conflicts, feasibility, the budget one slot takes, and the planner's
-    hourly cap forecast with and without the reservation. ``ok`` false lists
-    the problems in ``errors`` (field: messages), as a save would refuse."""
-    values = body.model_dump(exclude={"id", "hours"})
-    original = None
-    if body.id is not None:
-        original = get_object_or_404(Reservation, id=body.id)
-    draft = _draft(values, original)
-    return preview.build(draft, original=original, hours=body.hours)
+    return Status(204, None)
 
 
 # -- helpers ------------------------------------------------------------------

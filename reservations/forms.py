@@ -95,7 +95,7 @@ class ReviewedForm(forms.ModelForm):
         self.draft = self.make_draft(data)
         if self.review_on_clean:
             self.revision = Revision.current(service.REVISION)
-            original = self.instance if self.instance.pk else None
+            original = None if self.instance._state.adding else self.instance
             self.report = service.review(self.draft, original=original)
             for problem in self.report.problems:
                 self.add_error(self.field_for(problem.field), problem.message)
@@ -114,7 +114,7 @@ class ReviewedForm(forms.ModelForm):
             "recurrence": self.recurrence_text(),
             "time_zone": instance.time_zone or settings.TIME_ZONE,
         }
-        if instance.pk:
+        if not instance._state.adding:
             return Draft.of(instance, **values)
         return Draft(**values)
 

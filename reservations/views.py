@@ -212,7 +212,7 @@ def _edit(
                 for problem in exc.problems:
                     form.add_error(form.field_for(problem.field), problem.message)
             else:
-                verb = "saved" if reservation.pk else "created"
+                verb = "created" if reservation._state.adding else "saved"
                 messages.success(request, f"Reservation {saved.name!r} {verb}")
                 for notice in [*form.notes(), *report.notices]:
                     messages.warning(request, notice)
@@ -221,7 +221,7 @@ def _edit(
         form = ReservationForm(instance=reservation, initial=initial)
     context = {
         "form": form,
-        "reservation": reservation if reservation.pk else None,
+        "reservation": None if reservation._state.adding else reservation,
         "time_zone": service.local(0).tzinfo,
     }
     return render(request, "reservations/form.html", context)

@@ -127,6 +127,7 @@ class GroupControl:
     def _write(self, target: float, reverted: bool) -> Control:
         previous = self.enforced
         try:
+            self._recreate_if_gone()
             applied = self.backend.write_cap(target)
         except CgroupError as err:
             return self._failed(target, str(err), previous)
@@ -155,6 +156,13 @@ class GroupControl:
         self.enforced = None if current is None else current.percent
         self.known = current is not None
         return Control(target, self.enforced, False, False, message, previous)
+
+    def _recreate_if_gone(self) -> None:
+        """After a failure, make the group again if someone removed it."""
+        if self.error is None or self.backend.exists():
+            return
+        for note in self.backend.prepare():
+            logger.warning("Managed group was missing: %s", note)
 
     def _read(self) -> Applied | None:
         try:

@@ -452,6 +452,10 @@ class Planner:
         """Whole-machine seconds used in the average window."""
         return self.avg.total() / 100.0
 
+    def avg_used_percent(self) -> float:
+        """Budget used by the last W seconds, as a percent of the budget."""
+        return 100.0 - self.avg_remaining_percent()
+
     def avg_remaining_cpu_s(self) -> float:
         """Budget left in the average window (negative when over)."""
         return self.avg_budget_cpu_s() - self.avg_used_cpu_s()
@@ -585,16 +589,21 @@ class Planner:
     def _with(self, start: int, end: int, percent: float) -> list[tuple[int, float]]:
         return _levels([*self._intervals, (start, end, percent)], self.limits.floor)
 
-    def _avg_excess(self, start: int, end: int, percent: float) -> tuple[int, int]:
+    def _avg_excess(
+        self, start: int, end: int, percent: float, past: list[int] | None = None
+    ) -> tuple[int, int]:
         """Worst excess (units) over average windows overlapping the interval."""
         pieces = self._with(start, end, percent)
         profile = _profile(pieces, self.limits.floor, quantize)
         w = self.limits.avg_window_s
         first = max(self._now - w + 1, start - w + 1)
-        past = [quantize(u) for u in self.avg.recent(self._now - first)]
+        if past is None:
+            past = self._past_units(start)
         return _worst_window(past, profile, first, self._now, end, w, self._avg_budget)
 
-    def _peak_excess(self, start: int, end: int, percent: float) -> tuple[int, int]:
+    def _peak_excess(
+        self, start: int, end: int, percent: float, past: list[int] | None = None
+    ) -> tuple[int, int]:
         """Worst excess (seconds) over peak windows overlapping the interval."""
         pieces = self._with(start, end, percent)
         threshold = self._threshold
@@ -603,18 +612,28 @@ class Planner:
         )
         w = self.limits.peak_window_s
         first = max(self._now - w + 1, start - w + 1)
-        bits = list(self.peak.bits())
-        past = bits[len(bits) - (self._now - first) :] if self._now > first else []
+        if past is None:
+            past = self._past_bits(start)
         return _worst_window(past, profile, first, self._now, end, w, self._peak_budget)
 
     def _largest_fit(self, start: int, end: int) -> float:
-        """The largest percent (to 0.01) that fits over ``[start, end)``."""
+        """The largest percent (to 0.01) that fits over ``[start, end)``.
+
+        Bisection on the percent. The past of each rule is read once, and the
+        peak rule is only re-examined for percents that lift some second of
+        the interval to the threshold; below that its answer cannot change.
+        """
+        avg_past = self._past_units(start)
+        peak_past = self._past_bits(start)
+        top = max(self._levels.series(start, end)) / 1e6
+        base_peak_ok = self._peak_excess(start, end, 0.0, peak_past)[0] <= 0
 
         def fits(percent: float) -> bool:
-            return (
-                self._avg_excess(start, end, percent)[0] <= 0
-                and self._peak_excess(start, end, percent)[0] <= 0
-            )
+            if self._avg_excess(start, end, percent, avg_past)[0] > 0:
+                return False
+            if top + percent < self._threshold:
+                return base_peak_ok
+            return self._peak_excess(start, end, percent, peak_past)[0] <= 0
 
         low, high = 0, 10_000
         if not fits(0.0):
@@ -626,6 +645,21 @@ class Planner:
             else:
                 high = mid - 1
         return low / 100
+
+    def _past_units(self, start: int) -> list[int]:
+        """Measured units of the past seconds in windows reaching ``start``."""
+        w = self.limits.avg_window_s
+        first = max(self._now - w + 1, start - w + 1)
+        return [quantize(u) for u in self.avg.recent(self._now - first)]
+
+    def _past_bits(self, start: int) -> list[int]:
+        """Peak bits of the past seconds in windows reaching ``start``."""
+        w = self.limits.peak_window_s
+        first = max(self._now - w + 1, start - w + 1)
+        if self._now <= first:
+            return []
+        bits = list(self.peak.bits())
+        return bits[len(bits) - (self._now - first) :]
 
 
 def _iso(ts: int) -> str:

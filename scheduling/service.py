@@ -24,11 +24,11 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from alerts.rules import AlertRules, Facts
@@ -52,12 +52,20 @@ PROFILE_REFRESH_S = 60.0
 """The reservation horizon moves: reload the profile at least this often."""
 DISK_CHECK_S = 60.0
 """Seconds between free-disk checks (statvfs; disks fill slowly)."""
+RUN_TIME_EVERY_S = 10.0
+"""Seconds between full status computations (see Scheduler._status)."""
 LARGE_GAP_S = 5
 """Gaps longer than this are logged at INFO and recorded as events."""
+STORE_NOW = 2_000
+"""Buffered samples that are stored at once, whatever the batch settings."""
 MAX_BUFFERED = 36_000
 """Samples kept in memory while the database refuses writes (10 h at 1 Hz)."""
 FIRST_TICK_AFTER_S = 0.5
 """The first interval is measured over at least this long, never assumed."""
+POLL_SQL = (
+    f"SELECT name, number FROM {Revision._meta.db_table} "
+    "WHERE name IN ('config', 'reservations')"
+)
 WINDOW_KEYS = ("limits.avg_window_hours", "limits.peak_window_hours")
 RESTART_KEYS = ("cgroup.backend", "cgroup.group", "database.path")
 
@@ -262,6 +270,10 @@ class Batcher:
 
     def sample(self, ts: int, fields: Mapping[str, Any]) -> None:
         self.samples.append(Sample(timestamp=_utc(ts), **fields))
+        if len(self.samples) % STORE_NOW == 0:
+            # A long gap fills many seconds at once: store them as they come
+            # so memory stays flat.
+            self.flush()
         if len(self.samples) > MAX_BUFFERED:
             del self.samples[: len(self.samples) - MAX_BUFFERED]
 
@@ -423,6 +435,8 @@ class Scheduler:
         self.summary = ""
         self.last: Tick | None = None
         self._revisions: dict[str, int] = {}
+        self._full_status: tuple[Status | None, float] = (None, 0.0)
+        self._rebuilt = True
         self._cap: float | None = None
         self._tier: str | None = None
         self._disk_free: float | None = None
@@ -497,6 +511,7 @@ class Scheduler:
         )
 
     def _engine(self) -> Engine:
+        self._rebuilt = True
         engine = Engine.from_params(
             self.params, self.history.values(), now=self.timeline.last_ts + 1
         )
@@ -510,12 +525,13 @@ class Scheduler:
         """Sample, record, plan, control, alert and persist one second."""
         reading = self.sampler.sample()
         advance = self.timeline.advance(reading.wall, reading.mono)
+        self._note_failures(reading)
         self._record(advance, reading)
         self._follow_changes(reading.mono)
 
         now = self.timeline.last_ts + 1
         decision = self.engine.decide(now)
-        status = self.engine.status()
+        status = self._status(decision, reading.mono)
         smoothed = self._smooth(reading)
         control = self._control(decision, reading)
         tick = Tick(
@@ -533,6 +549,42 @@ class Scheduler:
         self._scan_attach(reading.mono)
         self.last = tick
         return tick
+
+    def _note_failures(self, reading: Reading) -> None:
+        """Record the first failure of each read (the sampler logged it)."""
+        for failure in reading.failures:
+            name = failure.split(":", 1)[0]
+            if self.sampler.failure_streaks.get(name) == 1:
+                message = f"Reading {failure}; the last good value stands in"
+                self.batcher.event("read_failed", message, {"metric": name})
+
+    def _status(self, decision: Decision, mono: float) -> Status:
+        """The engine's figures; the costly run time at 100 % every 10 s.
+
+        ``run_time_at_100`` projects the windows second by second, which
+        costs about a millisecond; in between it is counted down.
+        """
+        cached, at = self._full_status
+        if cached is None or mono - at >= RUN_TIME_EVERY_S or self._rebuilt:
+            status = self.engine.status()
+            self._full_status = (status, mono)
+            self._rebuilt = False
+            return status
+        planner = self.engine.planner
+        run_time = cached.run_time_at_100
+        if run_time is not None:
+            run_time = max(0, run_time - round(mono - at))
+        return replace(
+            cached,
+            avg_mean=planner.avg_mean(),
+            avg_remaining_percent=planner.avg_remaining_percent(),
+            avg_remaining_cpu_s=planner.avg_remaining_cpu_s(),
+            peak_used_s=planner.peak_used_s(),
+            peak_remaining_s=planner.peak_remaining_s(),
+            bound=decision.bound,
+            run_time_at_100=run_time,
+            tier=decision.tier,
+        )
 
     def _record(self, advance: Advance, reading: Reading) -> None:
         """Feed the completed seconds to the windows and the sample buffer."""
@@ -627,9 +679,12 @@ class Scheduler:
         self._refresh_profile(mono)
 
     def _poll(self) -> dict[str, int]:
+        # Plain SQL: this runs every second and the ORM would rebuild the
+        # same query each time (about ten times the cost of running it).
         try:
-            rows = Revision.objects.filter(name__in=("config", "reservations"))
-            found = dict(rows.values_list("name", "number"))
+            with connection.cursor() as cursor:
+                cursor.execute(POLL_SQL)
+                found = dict(cursor.fetchall())
         except DatabaseError as err:
             self._db_error("poll revisions", err)
             return dict(self._revisions)
@@ -690,6 +745,7 @@ class Scheduler:
             return
         if changed or force:
             self.engine.set_profile(self.feed.intervals())
+            self._rebuilt = True
 
     # Control ---------------------------------------------------------------------
 

@@ -312,7 +312,7 @@ def simulate(
         limits.peak_budget_s,
     )
     summary = _summary(trace, params, scale, demand_model, start, totals, check)
-    logger.info(
+    logger.debug(
         "Simulated %d s of %s: delivered %.1f%%, %d break seconds",
         summary.simulated_s,
         trace.source,
@@ -531,8 +531,8 @@ def _svg_chart(
         parts.append(
             f'<polyline fill="none" stroke="{color}" stroke-width="1.2" '
             f'points="{points}"/>'
-            f'<text x="{pad + 8 + 110 * n}" y="{height - 26}" class="a" '
-            f'fill="{color}">&#9632; {label}</text>'
+            f'<text x="{width - pad - 110 * (len(lines) - n)}" y="{pad - 12}" '
+            f'class="a" fill="{color}">&#9632; {label}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from cpusched import config, runtime
 from cpusched.apikeys import create_key
 from cpusched.models import Parameter, ParameterChange
+from monitoring.history import cache as history_cache
 from monitoring.models import LiveState, Sample, SampleAggregate
 
 pytestmark = pytest.mark.django_db
@@ -25,8 +26,10 @@ DAY = datetime(2026, 1, 1, tzinfo=UTC)
 def fresh_state():
     runtime.forget()
     cache.clear()
+    history_cache.clear()
     yield
     runtime.forget()
+    history_cache.clear()
 
 
 @pytest.fixture
@@ -240,6 +243,35 @@ def test_history_weights_downsampled_rows_by_their_seconds(client):
     assert point["cpu_usage"] == pytest.approx((10 * 60 + 40 * 20) / 80, abs=0.001)
     assert point["cpu_max"] == 40.0
     assert point["peak_seconds"] == 2
+
+
+def test_history_serves_settled_buckets_from_the_cache(client):
+    store_samples(DAY, [10.0] * 120)
+    query = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:02:00Z"}
+    first = history(client, **query, resolution=60).json()
+    Sample.objects.update(cpu_usage=90.0)
+
+    cached = history(client, **query, resolution=60).json()
+    config.apply({"performance.cache_enabled": False})
+    runtime.forget()
+    fresh = history(client, **query, resolution=60).json()
+
+    assert [p["cpu_usage"] for p in first["data"]] == [10.0, 10.0]
+    assert cached["data"] == first["data"]
+    assert [p["cpu_usage"] for p in fresh["data"]] == [90.0, 90.0]
+
+
+def test_history_never_caches_buckets_still_being_written(client):
+    now = timezone.now().replace(microsecond=0)
+    store_samples(now - timedelta(seconds=3), [10.0])
+    query = {"hours": 1, "resolution": 60}
+    before = history(client, **query).json()["data"][-1]
+
+    store_samples(now - timedelta(seconds=2), [30.0])
+    after = history(client, **query).json()["data"][-1]
+
+    assert before["samples"] == 1
+    assert (after["samples"], after["cpu_usage"]) == (2, 20.0)
 
 
 def test_history_refuses_an_end_before_the_start(client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -16,6 +17,7 @@ from cpusched import config
 from cpusched.management.commands.config import (
     DOCS_END,
     DOCS_START,
+    example_ini,
     parameter_table,
 )
 from cpusched.models import Parameter, ParameterChange
@@ -295,6 +297,29 @@ def test_docs_update_rewrites_only_the_table(tmp_path: Path) -> None:
     assert text.endswith(f"{DOCS_END}\n\nAfter.\n")
     assert "\nold\n" not in text
     assert "| `limits.avg_max_usage` |" in text
+
+
+def test_the_example_config_ini_is_current() -> None:
+    shipped = (ROOT / "deploy" / "config.ini.example").read_text()
+
+    assert shipped == example_ini(), (
+        "deploy/config.ini.example is stale: run `manage.py config docs "
+        "--format ini > deploy/config.ini.example`"
+    )
+
+
+def test_the_example_config_ini_sets_nothing_until_uncommented(
+    layers: Path,
+) -> None:
+    layers.write_text(example_ini())
+    untouched = config.effective()
+    layers.write_text(re.sub(r"^#(\w)", r"\1", example_ini(), flags=re.M))
+
+    uncommented = config.read_file()
+
+    assert {e.source for e in untouched.values()} == {"default"}
+    assert set(uncommented) == set(PARAMS)
+    assert config.snapshot() == config.defaults()
 
 
 # -- exit codes through a real process ------------------------------------------------

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.cgroup_v1, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
+ACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 WINDOW_S = 120
 LIMIT = float(os.environ.get("CPUSCHED_REAL_AVG_LIMIT", "30"))
 RUN_S = int(os.environ.get("CPUSCHED_REAL_RUN_S", "230"))
@@ -57,21 +59,43 @@ def read_stat() -> tuple[int, int]:
     return busy, busy + idle + iowait
 
 
-def per_second(seconds: int) -> list[float]:
-    """Whole-machine CPU % for each of the next ``seconds`` seconds."""
+def per_second(seconds: int, group_usage: Path | None = None) -> list[Second]:
+    """Whole-machine and group CPU % for each of the next ``seconds`` seconds."""
     values = []
     before = read_stat()
-    next_at = time.monotonic() + 1
+    group_before = _usec(group_usage)
+    started = time.monotonic()
+    next_at = started + 1
     for _ in range(seconds):
         time.sleep(max(0.0, next_at - time.monotonic()))
         next_at += 1
-        now = read_stat()
-        values.append(100.0 * (now[0] - before[0]) / max(1, now[1] - before[1]))
-        before = now
+        now, group_now = read_stat(), _usec(group_usage)
+        jiffies = max(1, now[1] - before[1])
+        total = 100.0 * (now[0] - before[0]) / jiffies
+        # The group's microseconds over the same wall time, as % of all CPUs.
+        wall_us = jiffies / os.sysconf("SC_CLK_TCK") * 1e6
+        group = 100.0 * (group_now - group_before) / wall_us
+        values.append(Second(total, min(group, total)))
+        before, group_before = now, group_now
     return values
 
 
+def _usec(path: Path | None) -> int:
+    return 0 if path is None else int(path.read_text()) // 1000
+
+
+@dataclass(frozen=True)
+class Second:
+    total: float
+    group: float
+
+    @property
+    def outside(self) -> float:
+        return self.total - self.group
+
+
 def rolling_means(values: list[float], width: int) -> list[float]:
+    """Mean of every run of ``width`` consecutive values."""
     return [sum(values[i : i + width]) / width for i in range(len(values) - width + 1)]
 
 
@@ -126,13 +150,9 @@ def stop(process: subprocess.Popen) -> None:
 def test_runscheduler_keeps_the_average_rule_and_uses_what_it_allows(
     environment: dict[str, str], tmp_path: Path
 ) -> None:
-    background = sum(per_second(3)) / 3
+    background = sum(s.total for s in per_second(5)) / 5
     if background > LIMIT * 2 / 3:
-        pytest.skip(
-            f"Other processes use {background:.0f} % of the machine, most of the "
-            f"{LIMIT:g} % rule: set CPUSCHED_REAL_AVG_LIMIT higher or run on a "
-            "quiet machine"
-        )
+        pytest.skip(busy_machine(background))
     group = f"cpusched-test-{os.getpid()}"
     backend = open_backend("v1", group)
     scheduler = start_scheduler(environment, group, tmp_path / "runscheduler.log")
@@ -143,7 +163,7 @@ def test_runscheduler_keeps_the_average_rule_and_uses_what_it_allows(
         for process in workload:
             backend.attach(process.pid)
 
-        usage = per_second(RUN_S)
+        usage = per_second(RUN_S, ACCT_ROOT / group / "cpuacct.usage")
 
         scheduler.send_signal(signal.SIGTERM)
         returncode = scheduler.wait(timeout=30)
@@ -160,8 +180,19 @@ def test_runscheduler_keeps_the_average_rule_and_uses_what_it_allows(
     safe = LIMIT * (1 - 0.05)
     assert quota == quota_for(safe, backend.cpus, 100_000).quota_us, log
 
-    worst = max(rolling_means(usage, WINDOW_S))
+    outside = max(rolling_means([s.outside for s in usage], WINDOW_S))
+    if outside > LIMIT * 0.8:
+        pytest.skip(busy_machine(outside))
+    worst = max(rolling_means([s.total for s in usage], WINDOW_S))
     assert worst <= LIMIT + TOLERANCE, f"a {WINDOW_S}-s window reached {worst:.2f} %"
-    steady = usage[WINDOW_S:]
+    steady = [s.total for s in usage[WINDOW_S:]]
     used = sum(steady) / len(steady)
     assert used >= 0.9 * LIMIT, f"the machine used only {used:.1f} % once steady"
+
+
+def busy_machine(percent: float) -> str:
+    return (
+        f"Processes outside the managed group used {percent:.0f} % of the "
+        f"machine, most of the {LIMIT:g} % rule, which then cannot be kept: run "
+        "on a quiet machine or set CPUSCHED_REAL_AVG_LIMIT higher"
+    )

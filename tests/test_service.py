@@ -67,6 +67,12 @@ class Backend:
     def usage_usec(self) -> int:
         return self.usec
 
+    def exists(self) -> bool:
+        return True
+
+    def prepare(self) -> list[str]:
+        return []
+
 
 class Rig:
     """A scheduler on fake clocks and counters, advanced second by second."""
@@ -435,3 +441,45 @@ def test_stop_leaves_the_safe_cap_and_says_stopped() -> None:
     assert safe_cap(values) == pytest.approx(28.5)
     assert livestate.read()["stopped"] is True
     assert Event.objects.filter(kind="stop").count() == 1
+
+
+def test_a_group_removed_by_someone_else_is_made_again_on_the_next_try() -> None:
+    class Removable(Backend):
+        present = True
+
+        def exists(self) -> bool:
+            return self.present
+
+        def prepare(self) -> list[str]:
+            self.present = True
+            return ["Created /sys/fs/cgroup/cpu/fake"]
+
+        def write_cap(self, percent: float) -> Applied:
+            if not self.present:
+                raise CgroupError("No such group: it was removed")
+            return super().write_cap(percent)
+
+    backend = Removable()
+    control = GroupControl(backend, 2.0, lambda *a: None)
+    control.apply(40.0, 0.0, decrease=False)
+    backend.present = False
+
+    failed = control.apply(30.0, 0.0, decrease=True)
+    retried = control.apply(30.0, 0.0, decrease=True)
+
+    assert failed.error == "No such group: it was removed"
+    assert retried.wrote is True and backend.present is True
+
+
+@pytest.mark.django_db
+def test_a_failed_reading_is_recorded_once_and_the_loop_goes_on() -> None:
+    rig = Rig(short(database__batch_size=1))
+    rig.scheduler.start()
+    rig.source.failing["memory"] = 1000
+
+    first = rig.tick(percent=20.0)
+    rig.tick(percent=20.0)
+
+    assert first.reading.failures == ("memory: memory unreadable",)
+    assert Event.objects.filter(kind="read_failed").count() == 1
+    assert rig.scheduler.last.reading.cpu_percent == pytest.approx(20.0)

@@ -1,6 +1,7 @@
 """Trace replay: input validation, every mode inside the rules, outputs."""
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,56 @@ def test_sorting_and_deduplication_happen_only_when_asked():
     assert trace.times[1] - trace.times[0] == 300
     with pytest.raises(TraceError, match="line 4: timestamp .* repeats line 2"):
         parse_trace(io.StringIO(text), sort=True)
+
+
+@pytest.mark.django_db
+def test_the_command_prints_a_json_summary_and_writes_files(tmp_path):
+    from django.core.management import call_command
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,cpu_percent\n2024-01-01T00:00:00Z,100\n")
+    timeline = tmp_path / "timeline.csv"
+    report = tmp_path / "report.html"
+    out = io.StringIO()
+
+    call_command(
+        "simulate",
+        "--trace",
+        str(trace),
+        "--mode",
+        "aggressive",
+        "--set",
+        "limits.avg_window_hours=0.01",
+        "--timeline",
+        str(timeline),
+        "--report",
+        str(report),
+        "--json",
+        stdout=out,
+    )
+
+    summary = json.loads(out.getvalue())
+    assert summary["mode"] == "aggressive"
+    assert summary["simulated_s"] == 1
+    assert summary["break_s"] == 0
+    assert timeline.read_text().splitlines()[0] == "t,demand,cap,usage"
+    assert "<svg" in report.read_text()
+    assert "cdn" not in report.read_text().lower()
+
+
+@pytest.mark.django_db
+def test_the_command_names_a_bad_parameter_and_a_bad_line(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,cpu_percent\n2024-01-01T00:00:00Z,120\n")
+
+    with pytest.raises(CommandError, match="limits.safety_margin: 'x' is refused"):
+        call_command(
+            "simulate", "--trace", str(trace), "--set", "limits.safety_margin=x"
+        )
+    with pytest.raises(
+        CommandError, match="t.csv line 2: cpu_percent 120.0 is over 100"
+    ):
+        call_command("simulate", "--trace", str(trace))

@@ -30,32 +30,35 @@
     if (!data || !canvas) return;
     const forecast = JSON.parse(data.textContent);
     const charts = window.cpusched.charts;
-    const times = forecast.start_ms;
     const step = 3600 * 1000;
-    const span = times.length * step;
+    // Each value holds for its hour: repeat the last one at the end so the
+    // stepped lines draw the final hour too.
+    const times = forecast.start_ms.concat([forecast.start_ms[forecast.start_ms.length - 1] + step]);
+    const last = (values) => values.concat([values[values.length - 1]]);
+    const span = forecast.start_ms.length * step;
     const options = charts.baseOptions();
     options.scales = {
-      x: charts.timeAxis(span, step, times[times.length - 1]),
+      x: charts.timeAxis(span, step, times[times.length - 2]),
       y: { min: 0, max: 100, title: { display: true, text: "CPU %" } },
     };
     charts.create(canvas, {
       data: {
         datasets: [
           {
-            type: "line", label: "Cap without it", stepped: "before",
-            data: charts.points(times, forecast.without),
+            type: "line", label: "Cap without it", stepped: "after",
+            data: charts.points(times, last(forecast.without)),
             borderColor: charts.COLORS.limit, borderDash: [4, 3],
           },
           {
-            type: "line", label: "Cap with it", stepped: "before",
-            data: charts.points(times, forecast.with),
+            type: "line", label: "Cap with it", stepped: "after",
+            data: charts.points(times, last(forecast.with)),
             borderColor: charts.COLORS.cap,
           },
           {
-            type: "bar", label: "This reservation",
-            data: charts.points(times, forecast.reserved),
-            backgroundColor: "rgba(13, 110, 253, 0.25)",
-            barPercentage: 1.0, categoryPercentage: 1.0,
+            type: "line", label: "This reservation", stepped: "after",
+            data: charts.points(times, last(forecast.reserved)),
+            borderColor: "rgba(13, 110, 253, 0.6)", borderWidth: 1,
+            backgroundColor: "rgba(13, 110, 253, 0.18)", fill: "origin",
           },
         ],
       },
