@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -217,42 +219,51 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
-def report(cost: dict[str, float], track: dict[str, float] | None) -> str:
+def report(
+    cost: dict[str, float],
+    track: dict[str, float] | None,
+    where: dict[str, str],
+) -> str:
     lines = [
         SECTION,
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} by `bench/bench_runscheduler.py` "
-        f"on {os.cpu_count()} CPUs.",
+        f"Measured {time.strftime('%Y-%m-%d')} by `bench/bench_runscheduler.py`.",
         "",
-        "| what | target | measured |",
-        "| --- | --- | --- |",
+        "| what | target | measured | where |",
+        "| --- | --- | --- | --- |",
         f"| runscheduler CPU over {cost['seconds']:.0f} s at 1 Hz (dry run, "
         "web and worker idle) | ≤ 0.3 % of one core | "
-        f"{cost['cpu_percent_of_one_core']:.3f} % |",
+        f"{cost['cpu_percent_of_one_core']:.3f} % | {where.get('cost', '')} |",
         "| runscheduler peak resident memory | ≤ 80 MB | "
-        f"{cost['peak_rss_mb']:.1f} MB |",
+        f"{cost['peak_rss_mb']:.1f} MB | {where.get('cost', '')} |",
     ]
     if track is not None:
+        at = where.get("tracking", "")
         lines += [
             f"| group CPU vs cap written, mean abs. difference over "
             f"{track['seconds_compared']:.0f} s | ≤ 2 pp | "
-            f"{track['mean_abs_error_pp']:.2f} pp |",
-            f"| same, 95th percentile | ≤ 2 pp | {track['p95_abs_error_pp']:.2f} pp |",
-            f"| seconds within 2 pp | | {100 * track['share_within_2pp']:.0f} % |",
+            f"{track['mean_abs_error_pp']:.2f} pp | {at} |",
+            f"| same, 95th percentile | ≤ 2 pp | {track['p95_abs_error_pp']:.2f} pp "
+            f"| {at} |",
+            f"| seconds within 2 pp | | {100 * track['share_within_2pp']:.0f} % "
+            f"| {at} |",
         ]
     lines += [
         "",
-        f"While measuring, the whole machine was {cost['machine_busy_percent']:.0f} % "
-        "busy during the cost run"
+        f"During the cost run the whole machine was "
+        f"{cost['machine_busy_percent']:.0f} % busy (other work on a shared "
+        "machine makes every process's CPU time read higher)."
         + (
-            f" and processes outside the group used "
-            f"{track['mean_outside_percent']:.0f} % during the tracking run "
-            f"(mean cap {track['mean_cap_percent']:.1f} %)."
+            f" During the tracking run processes outside the group used "
+            f"{track['mean_outside_percent']:.0f} % and the mean cap was "
+            f"{track['mean_cap_percent']:.1f} %."
             if track
-            else "; the tracking run needs root and cgroup v1."
+            else " The tracking run needs root and cgroup v1."
         ),
-        "Other processes compete with the group for CPU: under contention the "
-        "group gets less than its cap, which shows here as a larger difference.",
+        "Under contention from other processes the group gets less than its "
+        "cap, which shows as a larger difference; the cgroup2 guest "
+        "(`run-in-cgroup2-vm.sh -b uml --cgroup v1`) is a quiet machine of its "
+        "own.",
         "",
     ]
     return "\n".join(lines)
@@ -273,18 +284,47 @@ def write_section(text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=120)
-    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--write", action="store_true", help="update the doc")
+    parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--skip-tracking", action="store_true")
+    parser.add_argument("--json", type=Path, help="save the results here")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        action="append",
+        default=[],
+        help="reuse results saved by an earlier run (e.g. inside the cgroup2 "
+        "guest), repeatable",
+    )
     args = parser.parse_args()
 
-    cost = own_cost(args.seconds)
-    print(cost)
-    track = None if args.skip_tracking else tracking(args.seconds)
-    print(track)
-    text = report(cost, track)
-    print(text)
-    if args.write:
-        write_section(text)
+    results: dict[str, Any] = {"cost": None, "tracking": None, "where": {}}
+    for path in args.from_json:
+        saved = json.loads(path.read_text())
+        for key in ("cost", "tracking"):
+            if saved.get(key):
+                results[key] = saved[key]
+                results["where"][key] = saved.get("host", "")
+    host = _host()
+    if not args.skip_cost and results["cost"] is None:
+        results["cost"] = own_cost(args.seconds)
+        results["where"]["cost"] = host
+    if not args.skip_tracking and results["tracking"] is None:
+        results["tracking"] = tracking(args.seconds)
+        results["where"]["tracking"] = host
+    results["host"] = host
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.write and results["cost"]:
+        write_section(report(results["cost"], results["tracking"], results["where"]))
+
+
+def _host() -> str:
+    """Where this ran: the cgroup2 guest names itself, the host does not."""
+    name = os.uname().nodename
+    kind = "the cgroup2 guest (User-Mode Linux)" if name == "cgroup2-vm" else name
+    return f"{kind}, {os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

@@ -163,10 +163,14 @@ class AccessMiddleware:
         return redirect_to_login(request.get_full_path(), login_path())
 
     def _extend_session(self, request: HttpRequest, params: Any) -> None:
-        # Runtime changes of the timeout apply from the next request on;
-        # settings.SESSION_COOKIE_AGE only holds the value at startup.
-        if request.api_key is None and request.user.is_authenticated:  # type: ignore[attr-defined]
-            request.session.set_expiry(params["server.session_timeout"] * 60)
+        # settings.SESSION_COOKIE_AGE holds the timeout at startup; storing it
+        # in the session applies a changed timeout from the next request on.
+        key = getattr(request, "api_key", None)
+        if key is not None or not request.user.is_authenticated:
+            return
+        seconds = params["server.session_timeout"] * 60
+        if request.session.get("_session_expiry") != seconds:
+            request.session.set_expiry(seconds)
 
 
 def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -71,6 +71,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.mailbox = Mailbox(self.group)
         await self.greet()
         broadcaster.subscribe(self.mailbox)
+        await self.join_group()
         await self.accept()
         self.sender = asyncio.get_running_loop().create_task(self.drain())
         logger.debug("WebSocket %s opened for %s", self.path, self.user_name)
@@ -91,6 +92,23 @@ class LiveConsumer(AsyncWebsocketConsumer):
         assert self.mailbox is not None
         self.mailbox.put(await broadcaster.greeting(self.group))
 
+    async def join_group(self) -> None:
+        """Join the channel layer's group, for events sent by other processes.
+
+        Live data never travels this way (the broadcaster reads it); a shared
+        layer (Redis) lets any process push an event to every socket at once.
+        """
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+
+    async def live_message(self, event: dict[str, Any]) -> None:
+        """Queue an event sent to the group, like a broadcaster push.
+
+        Sent as ``group_send(group, {"type": "live.message", "text": json})``.
+        """
+        if self.mailbox is not None and isinstance(event.get("text"), str):
+            self.mailbox.put(event["text"])
+
     async def drain(self) -> None:
         assert self.mailbox is not None
         while True:
@@ -102,6 +120,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self.mailbox is None:
             return
         broadcaster.unsubscribe(self.mailbox)
+        if self.channel_layer is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.sender is not None:
             self.sender.cancel()
         if self.mailbox.dropped:

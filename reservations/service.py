@@ -411,6 +411,18 @@ def booked_of(reservation: Reservation, start: int, end: int) -> list[Booked]:
     """A stored reservation's occurrences overlapping ``[start, end)``."""
     key = str(reservation.id)
     rank = _rank(reservation.priority, reservation.created_at, key)
+    try:
+        found = occurrences(reservation.series(), start, end)
+    except RecurrenceError as exc:
+        # Only a row written around the service can hold a bad rule.
+        logger.warning(
+            "Reservation %s %r is ignored: its rule %r cannot be used: %s",
+            key,
+            reservation.name,
+            reservation.recurrence,
+            exc,
+        )
+        return []
     return [
         Booked(
             occ.start,
@@ -422,7 +434,7 @@ def booked_of(reservation: Reservation, start: int, end: int) -> list[Booked]:
             rank,
             occ.note,
         )
-        for occ in occurrences(reservation.series(), start, end)
+        for occ in found
     ]
 
 
@@ -663,7 +675,10 @@ def delete(reservation: Reservation, user: str = "") -> None:
 
 def _has_future(reservation: Reservation, now: int | None = None) -> bool:
     now = int(time.time()) if now is None else now
-    end = last_end(reservation.series())
+    try:
+        end = last_end(reservation.series())
+    except RecurrenceError:
+        return True  # kept for the operator to fix; the profile skips it
     return end is None or end > now
 
 
@@ -698,22 +713,24 @@ def phase(reservation: Reservation, now: int | None = None) -> str:
     now = int(time.time()) if now is None else now
     if reservation.archived:
         return "expired"
+    if next_occurrence(reservation, now) is None:
+        return "expired"
     series = reservation.series()
-    current = occurrences(series, now, now + 1)
-    if current:
-        return "active"
-    upcoming = next(iterate(series, now), None)
-    return "future" if upcoming is not None else "expired"
+    return "active" if occurrences(series, now, now + 1) else "future"
 
 
 def next_occurrence(reservation: Reservation, now: int | None = None):
-    """The slot on now, else the next one; ``None`` when none is left."""
+    """The slot on now, else the next one; ``None`` when none is left (or
+    the stored rule cannot be used)."""
     now = int(time.time()) if now is None else now
     series = reservation.series()
-    current = occurrences(series, now, now + 1)
-    if current:
-        return current[0]
-    return next(iterate(series, now), None)
+    try:
+        current = occurrences(series, now, now + 1)
+        if current:
+            return current[0]
+        return next(iterate(series, now), None)
+    except RecurrenceError:
+        return None
 
 
 def active_keys(now: int | None = None) -> set[str]:

@@ -444,6 +444,7 @@ class Scheduler:
         self._attach_at: float | None = None
         self._db_failing = False
         self._disabled = False
+        self._last_error: str | None = None
 
     @staticmethod
     def _smoother(params: Mapping[str, Any]) -> Smoother:
@@ -988,9 +989,22 @@ class Scheduler:
                 break
             if _wait(stop, clock, deadline):
                 break
-            self.tick()
+            self._safe_tick()
             ticks += 1
         return ticks
+
+    def _safe_tick(self) -> None:
+        """One tick; an unexpected error is logged and the loop goes on."""
+        try:
+            self.tick()
+        except Exception as err:  # the group must stay controlled whatever broke
+            if repr(err) != self._last_error:
+                logger.exception("Tick failed; the loop goes on: %s", err)
+            self._last_error = repr(err)
+            # Put the engine back on the timeline, whatever step failed.
+            self.engine = self._engine()
+            return
+        self._last_error = None
 
 
 def _wait(stop: Any, clock: Any, deadline: float) -> bool:

@@ -359,9 +359,7 @@ def test_enabling_a_disabled_reservation_is_reviewed_like_a_save():
 def test_expired_one_off_reservations_are_archived_and_leave_the_profile():
     done = save(draft("done", start=1, hours=1))
     running = save(draft("daily", start=3, hours=1, recurrence="FREQ=DAILY"))
-    counted = save(
-        draft("thrice", start=5, hours=0.5, recurrence="FREQ=DAILY;COUNT=3")
-    )
+    counted = save(draft("thrice", start=5, hours=0.5, recurrence="FREQ=DAILY;COUNT=3"))
     revision = Revision.current("reservations")
 
     archived = service.archive_expired(now=NOW_TS + 3 * 86400)
@@ -429,3 +427,17 @@ def test_disabled_and_archived_reservations_are_not_in_the_profile():
     Reservation.objects.filter(id=gone.id).update(archived=True)
 
     assert future_profile(NOW_TS, NOW_TS + 86400) == []
+
+
+def test_a_row_with_a_broken_rule_is_skipped_not_fatal():
+    Reservation.objects.create(
+        name="broken",
+        start_time=at(2),
+        end_time=at(3),
+        cpu_quota=20,
+        recurrence="FREQ=SECONDLY",
+    )
+
+    assert future_profile(NOW_TS, NOW_TS + 86400) == []
+    assert service.archive_expired(now=NOW_TS + 10 * 86400) == 0
+    assert service.phase(Reservation.objects.get(), NOW_TS) == "expired"

@@ -18,8 +18,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from cpusched import config, runtime
-from cpusched.apikeys import create_key
 from cpusched.api import api
+from cpusched.apikeys import create_key
 from cpusched.asgi import application
 
 EXAMPLES_PER_OPERATION = 10

@@ -483,3 +483,19 @@ def test_a_failed_reading_is_recorded_once_and_the_loop_goes_on() -> None:
     assert first.reading.failures == ("memory: memory unreadable",)
     assert Event.objects.filter(kind="read_failed").count() == 1
     assert rig.scheduler.last.reading.cpu_percent == pytest.approx(20.0)
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_in_a_tick_does_not_end_the_loop(caplog) -> None:
+    rig = Rig(short())
+    rig.scheduler.start()
+    rig.scheduler.rules.evaluate = None  # any bug in a step
+
+    rig.clock.advance(1.0)
+    rig.scheduler._safe_tick()
+    rig.scheduler.rules.evaluate = lambda facts, now: {}
+    tick = rig.tick()
+
+    assert "Tick failed; the loop goes on" in caplog.text
+    assert tick.advance.count == 1
+    assert rig.scheduler.engine.planner.now == rig.scheduler.timeline.last_ts + 1

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
@@ -391,6 +392,21 @@ async def test_a_client_flooding_messages_is_disconnected():
         output = await socket.receive_output(timeout=5)
 
     assert output["code"] == 4008
+
+
+async def test_an_event_sent_to_the_group_reaches_the_socket():
+    await quiet_loop()
+    socket = communicator("/ws/alerts", cookie=await session_cookie())
+    await socket.connect()
+    await receive(socket)
+
+    text = json.dumps({"type": "alert", "level": "info", "message": "Hello"})
+    await get_channel_layer().group_send(
+        "alerts", {"type": "live.message", "text": text}
+    )
+
+    assert (await receive(socket))["message"] == "Hello"
+    await socket.disconnect()
 
 
 # -- alerts -----------------------------------------------------------------------

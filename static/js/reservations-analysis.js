@@ -24,8 +24,10 @@
         { type: "line", label: "Mean used", data: charts.points(times, series.mean), borderColor: charts.COLORS.cpu },
         { type: "line", label: "Highest used", data: charts.points(times, series.peak), borderColor: charts.COLORS.peak, borderWidth: 1 },
         {
-          type: "bar", label: "Reserved", data: charts.points(times, series.reserved),
-          backgroundColor: "rgba(253, 126, 20, 0.3)", barPercentage: 1.0, categoryPercentage: 1.0,
+          type: "line", label: "Reserved", stepped: "after",
+          data: charts.points(times, series.reserved.map((v) => (v === null ? 0 : v))),
+          borderColor: "rgba(253, 126, 20, 0.8)", borderWidth: 1,
+          backgroundColor: "rgba(253, 126, 20, 0.2)", fill: "origin",
         },
       ],
     },

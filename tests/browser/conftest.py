@@ -146,6 +146,9 @@ def _server_env(data_dir: Path, port: int) -> dict[str, str]:
         CPUSCHED_DATA_DIR=str(data_dir),
         CPUSCHED_TRUSTED_ORIGINS=f"http://127.0.0.1:{port},http://localhost:{port}",
         CPUSCHED_LOG_LEVEL="WARNING",
+        # One user drives every test and benchmark run in quick succession;
+        # the per-minute request limit is tested elsewhere (tests/test_auth).
+        CPUSCHED_SERVER_RATE_LIMIT_REQUESTS="100000",
         DJANGO_SETTINGS_MODULE="cpusched.settings",
         PYTHONUNBUFFERED="1",
     )

@@ -200,3 +200,18 @@ def test_a_reservation_is_deleted_from_the_list(page, login, server, clean):
     while reservation(server, pk) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert reservation(server, pk) is None
+
+
+def test_the_analysis_page_draws_use_against_reservations(
+    page, login, server, clean, artifacts
+):
+    create(server, "backup", day(1) + timedelta(hours=3))
+    login(page)
+
+    page.goto("/reservations/analysis/?days=7")
+
+    page.wait_for_function(
+        "() => !!Chart.getChart(document.getElementById('analysis-chart'))"
+    )
+    page.screenshot(path=str(artifacts / "reservation-analysis.png"), full_page=True)
+    assert "backup" in page.text_content("#analysis-coming")
