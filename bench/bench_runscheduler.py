@@ -42,6 +42,8 @@ CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 ACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 TICK = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 10
+TRACKING_CAP = 50.0
+"""Whole-machine cap (%) held during the tracking run."""
 
 
 def environment(data: str, **extra: str) -> dict[str, str]:
@@ -119,7 +121,13 @@ def tracking(seconds: int) -> dict[str, float] | None:
     cpus = os.cpu_count() or 1
     loops: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as data:
-        env = environment(data, CPUSCHED_SCHEDULER_MODE="aggressive")
+        # A cap in mid-range, where the quota (not the CPU count) limits the
+        # group; aggressive mode holds it there.
+        env = environment(
+            data,
+            CPUSCHED_SCHEDULER_MODE="aggressive",
+            CPUSCHED_LIMITS_ABSOLUTE_MAX_CPU=str(TRACKING_CAP),
+        )
         manage(env, "migrate", "-v0").wait()
         scheduler = manage(
             env,

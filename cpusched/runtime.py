@@ -9,7 +9,8 @@ or every :data:`RELOAD_EVERY_S` regardless, which also picks up a changed
 second.
 
 When the database cannot be read the defaults, the file and the environment
-still apply: a broken database must not open the door (``auth_enabled``
+still apply; when ``config.ini`` is malformed, the defaults and the
+environment. A broken store must not open the door (``auth_enabled``
 defaults to true) nor turn every request into a 500.
 """
 
@@ -79,13 +80,58 @@ def _refresh(now: float) -> Mapping[str, Any]:
             _values = config.snapshot()
             _revision = revision
             _loaded_at = now
+        _forget_complaint()
     except DatabaseError as exc:
-        logger.warning(
+        _complain(
             "Cannot read parameters from the database (%s); using the "
             "environment, config.ini and defaults until it answers",
             exc,
         )
-        _values = config.snapshot(use_database=False)
+        _values = _without_database()
+        _revision = None
+    except config.ConfigError as exc:
+        _complain(
+            "The configuration cannot be read (%s); the web process uses the "
+            "defaults and the environment until it is fixed",
+            exc,
+        )
+        _values = _defaults_and_environment()
         _revision = None
     _checked_at = now
     return _values
+
+
+def _without_database() -> Mapping[str, Any]:
+    try:
+        return config.snapshot(use_database=False)
+    except config.ConfigError:
+        return _defaults_and_environment()
+
+
+def _defaults_and_environment() -> dict[str, Any]:
+    """The last resort: valid environment values over the defaults."""
+    values = config.defaults()
+    for key, raw in config.read_environment().items():
+        try:
+            values[key] = config.coerce(config.PARAMS[key], raw)
+        except ValueError:
+            pass
+    return values
+
+
+_last_complaint = ""
+
+
+def _forget_complaint() -> None:
+    global _last_complaint
+
+    _last_complaint = ""
+
+
+def _complain(message: str, exc: Exception) -> None:
+    """Log a failure once, not on every reload while it lasts."""
+    global _last_complaint
+
+    if str(exc) != _last_complaint:
+        _last_complaint = str(exc)
+        logger.error(message, exc)

@@ -126,11 +126,12 @@ class Draft:
         return int((self.end_time - self.start_time).total_seconds())
 
     def series(self) -> Series:
+        """The slots; a draft without a zone follows the operator's."""
         return Series(
             start=self.start_time.replace(microsecond=0),
             duration_s=self.duration_s,
             rule=self.recurrence,
-            time_zone=self.time_zone or "UTC",
+            time_zone=self.time_zone or settings.TIME_ZONE,
         )
 
 

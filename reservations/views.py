@@ -129,6 +129,7 @@ def reservation_list(request: HttpRequest) -> HttpResponse:
         "status": status,
         "order": order,
         "statuses": STATUSES,
+        "time_zone": service.local(0).tzinfo,
     }
     if request.htmx and request.htmx.target == "reservation-table":
         return render(request, "reservations/partials/table.html", context)
@@ -379,5 +380,6 @@ def analysis_view(request: HttpRequest) -> HttpResponse:
         "coming": analysis.coming_rows(days, now),
         "chart": analysis.hourly(days, now),
         "day_choices": (1, 7, 14, 30),
+        "time_zone": service.local(0).tzinfo,
     }
     return render(request, "reservations/analysis.html", context)

@@ -441,3 +441,63 @@ def test_a_row_with_a_broken_rule_is_skipped_not_fatal():
     assert future_profile(NOW_TS, NOW_TS + 86400) == []
     assert service.archive_expired(now=NOW_TS + 10 * 86400) == 0
     assert service.phase(Reservation.objects.get(), NOW_TS) == "expired"
+
+
+def test_a_rule_without_a_zone_follows_the_operators_zone(settings):
+    settings.TIME_ZONE = BERLIN
+    first = datetime(2026, 3, 27, 8, tzinfo=UTC)  # 09:00 CET
+    d = Draft("morning", first, first + timedelta(hours=1), 30, recurrence="FREQ=DAILY")
+
+    reservation, _ = service.save(d, now=int(first.timestamp()) - 60)
+
+    assert reservation.time_zone == BERLIN
+    slots = future_profile(int(first.timestamp()), int(first.timestamp()) + 4 * 86400)
+    assert [datetime.fromtimestamp(s.start, UTC).hour for s in slots] == [8, 8, 7, 7, 7]
+
+
+def test_the_spring_forward_shift_is_told_to_the_operator_and_planned():
+    first = datetime(2026, 3, 27, 1, 30, tzinfo=UTC)  # 02:30 CET
+    now = int(first.timestamp()) - 60
+    d = Draft(
+        "night",
+        first,
+        first + timedelta(minutes=30),
+        30,
+        recurrence="FREQ=DAILY;COUNT=4",
+        time_zone=BERLIN,
+    )
+
+    _, report = service.save(d, now=now)
+
+    assert report.notices == [
+        "2026-03-29 02:30 does not exist in Europe/Berlin (the clocks go forward); "
+        "this slot starts at 03:30 instead, shifted by the 1-hour gap"
+    ]
+    slots = future_profile(now, now + 5 * 86400)
+    assert [s.start - int(first.timestamp()) for s in slots] == [
+        0,
+        86400,
+        2 * 86400,  # 03:30 CEST is 01:30 UTC, like 02:30 CET
+        3 * 86400 - 3600,  # 02:30 CEST
+    ]
+    assert all(s.end - s.start == 1800 for s in slots)
+
+
+def test_the_fall_back_night_has_one_slot_at_0230():
+    first = datetime(2026, 10, 24, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    now = int(first.timestamp()) - 60
+    d = Draft(
+        "night",
+        first,
+        first + timedelta(minutes=30),
+        30,
+        recurrence="FREQ=DAILY;COUNT=3",
+        time_zone=BERLIN,
+    )
+
+    _, report = service.save(d, now=now)
+
+    slots = future_profile(now, now + 4 * 86400)
+    assert len(slots) == 3
+    assert slots[1].start == int(datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp())
+    assert "happens twice" in report.notices[0]

@@ -196,9 +196,10 @@ def test_runscheduler_keeps_the_average_rule_and_uses_what_it_allows(
     if outside > LIMIT * 0.8:
         pytest.skip(busy_machine(outside))
     worst = max(rolling_means([s.total for s in usage], WINDOW_S))
-    assert worst <= LIMIT + TOLERANCE, f"a {WINDOW_S}-s window reached {worst:.2f} %"
     steady = [s.total for s in usage[WINDOW_S:]]
     used = sum(steady) / len(steady)
+    print(f"worst {WINDOW_S}-s window {worst:.2f} %, steady use {used:.2f} %")
+    assert worst <= LIMIT + TOLERANCE, f"a {WINDOW_S}-s window reached {worst:.2f} %"
     assert used >= 0.9 * LIMIT, f"the machine used only {used:.1f} % once steady"
 
 

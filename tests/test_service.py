@@ -499,3 +499,27 @@ def test_an_unexpected_error_in_a_tick_does_not_end_the_loop(caplog) -> None:
     assert "Tick failed; the loop goes on" in caplog.text
     assert tick.advance.count == 1
     assert rig.scheduler.engine.planner.now == rig.scheduler.timeline.last_ts + 1
+
+
+@pytest.mark.django_db
+def test_a_clock_step_while_stopped_counts_the_seconds_that_really_passed() -> None:
+    rig = Rig(short())
+    rig.scheduler.start()
+    rig.tick(percent=10.0)
+    rig.scheduler.stop()
+
+    # 20 s away at 70 %, and meanwhile the wall clock jumped two hours ahead.
+    rig.clock.advance(20.0)
+    rig.clock.wall_now += 7200.0
+    rig.source.busy += 0.7 * 2 * 20.0
+    again = Scheduler(
+        short(),
+        Backend(),
+        Sampler(short(), None, rig.source, rig.clock.mono, rig.clock.wall),
+        rig.clock,
+        boot_id="boot-1",
+    )
+    summary = again.start()
+
+    assert "gap of 20 s filled from the counters (70.0 %)" in summary
+    assert again.history.values()[-21:] == pytest.approx([10.0] + [70.0] * 20)

@@ -16,10 +16,25 @@ pytestmark = pytest.mark.browser
 RUN_SCHEDULER = "from tests.browser.fake_data import run_scheduler; run_scheduler(300)"
 
 
-@pytest.fixture(scope="module")
+CLEAN_UP = """
+from alerts.models import Alert
+from monitoring.models import LiveState, Sample
+Sample.objects.all().delete()
+LiveState.objects.all().delete()
+Alert.objects.all().delete()
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
 def history(server):
-    """A day of samples, so every chart has something to draw."""
+    """A day of samples, so every chart has something to draw.
+
+    The server is shared with other browser tests: the samples, the live
+    state and the alerts made here are removed when this module is done.
+    """
     server.shell("from tests.browser.fake_data import fill_samples; fill_samples(24)")
+    yield
+    server.shell(CLEAN_UP)
 
 
 @pytest.fixture
