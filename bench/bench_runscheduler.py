@@ -312,7 +312,8 @@ def main() -> None:
         for key in ("cost", "tracking"):
             if saved.get(key):
                 results[key] = saved[key]
-                results["where"][key] = saved.get("host", "")
+                where = saved.get("where", {}).get(key) or saved.get("host", "")
+                results["where"][key] = where
     host = _host()
     if not args.skip_cost and results["cost"] is None:
         results["cost"] = own_cost(args.seconds)
@@ -331,8 +332,9 @@ def main() -> None:
 def _host() -> str:
     """Where this ran: the cgroup2 guest names itself, the host does not."""
     name = os.uname().nodename
-    kind = "the cgroup2 guest (User-Mode Linux)" if name == "cgroup2-vm" else name
-    return f"{kind}, {os.cpu_count()} CPUs"
+    kind = "cgroup2 guest, UML" if name == "cgroup2-vm" else f"host {name}"
+    cpus = os.cpu_count() or 1
+    return f"{kind} ({cpus} CPU{'' if cpus == 1 else 's'})"
 
 
 if __name__ == "__main__":

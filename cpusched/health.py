@@ -55,14 +55,17 @@ def _check_scheduler(row: Any) -> dict[str, Any]:
             "heartbeat_age": None,
             "error": "no heartbeat yet: is runscheduler running?",
         }
-    running = live.is_running(age)
+    data = row.data if isinstance(row.data, dict) else {}
+    running = live.is_running(age, data)
     result: dict[str, Any] = {
         "ok": running,
         "heartbeat_age": round(age, 3),
         "stale_after": live.STALE_AFTER_S,
         "pid": row.pid,
     }
-    if not running:
+    if data.get("stopped") is True:
+        result["error"] = "runscheduler was stopped"
+    elif not running:
         result["error"] = f"heartbeat is {age:.0f} s old: runscheduler stopped or stuck"
     return result
 

@@ -13,15 +13,16 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cpusched import config
+from cpusched import config, runtime
 from cpusched.config import ConfigError, Effective, Problem
 from cpusched.models import ParameterChange
 from cpusched.params import CATEGORIES, Param, by_category
@@ -47,6 +48,27 @@ HISTORY_ROWS = 50
 
 # An exported configuration is a few kilobytes; anything far larger is not one.
 MAX_IMPORT_BYTES = 256 * 1024
+
+
+def login_required(view):
+    """Send a visitor to the login page unless signed in or auth is off.
+
+    The access middleware (cpusched.auth) enforces the same rule for every
+    path; checking here too keeps a page closed if that middleware were
+    ever left out of the settings.
+    """
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_authenticated or not auth_enabled():
+            return view(request, *args, **kwargs)
+        return redirect_to_login(request.get_full_path())
+
+    return guarded
+
+
+def auth_enabled() -> bool:
+    return bool(runtime.params()["server.auth_enabled"])
 
 
 @dataclass

@@ -142,8 +142,10 @@ class Broadcaster:
         """Add a client; start the loop on the running event loop if needed."""
         self.clients[mailbox.group].add(mailbox)
         if not self.running():
-            # What was pushed before a pause is no greeting.
+            # What was pushed before a pause is no greeting, and what changed
+            # during it is no news (the first greeting reads the alerts).
             self.latest.clear()
+            self._alert_cursor = timezone.now()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def unsubscribe(self, mailbox: Mailbox) -> None:
@@ -170,15 +172,27 @@ class Broadcaster:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
-            next_at += self.interval
+            interval = await self._interval()
+            next_at += interval
             now = loop.time()
             if next_at < now:  # a slow tick: skip ahead instead of bursting
-                next_at = now + self.interval
+                next_at = now + interval
             await asyncio.sleep(next_at - now)
             if not self.connections():
                 break
             await self.push_once()
         self._task = None
+
+    async def _interval(self) -> float:
+        """``server.ws_push_interval``, read now (a pause may have changed it)."""
+        params = runtime.cached()
+        if params is None:
+            try:
+                params = await database_sync_to_async(runtime.params)()
+            except Exception:  # keep the last interval; push_once will log
+                return self.interval
+        self.interval = params["server.ws_push_interval"]
+        return self.interval
 
     async def push_once(self) -> None:
         """Read the database once and push to every connected client."""
@@ -286,18 +300,16 @@ class Broadcaster:
                 exc,
             )
 
-    async def greeting(self, group: str) -> str:
+    async def greeting(self, group: str, first: bool = False) -> str:
         """The current state for a client that just connected or asked.
 
-        While the loop runs its last message is at most one interval old;
-        otherwise (the first client) the database is read now.
+        While the loop runs its last message is at most one interval old.
+        The first client after a pause (``first``) gets a fresh read, which
+        also marks where watching alerts begins.
         """
-        if self.running() and group in self.latest:
+        if not first and self.running() and group in self.latest:
             return self.latest[group]
-        # The first client of a pause is greeted just before the loop starts:
-        # this read also marks where watching alerts begins.
-        seed = not self.running()
-        tick = await database_sync_to_async(self._read)(False, seed)
+        tick = await database_sync_to_async(self._read)(False, first)
         self.interval = tick.params["server.ws_push_interval"]
         if group == ALERTS:
             return self.status_message(tick)

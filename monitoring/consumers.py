@@ -23,6 +23,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
 
 from cpusched import runtime
 from monitoring.broadcaster import (
@@ -65,12 +66,25 @@ class LiveConsumer(AsyncWebsocketConsumer):
             )
             await self.close(code=4003)
             return
+        await self.open()
 
-        # The greeting is queued before the socket counts as open, so it is
-        # the first message and a client that is told "connected" is served.
+    async def open(self) -> None:
+        # Subscribing first holds the slot (many sockets may be connecting at
+        # once); the greeting is queued before the socket counts as open, so
+        # a client told "connected" has its first message waiting.
         self.mailbox = Mailbox(self.group)
-        await self.greet()
+        first = not broadcaster.running()
         broadcaster.subscribe(self.mailbox)
+        try:
+            await self.greet(first)
+        except DatabaseError as exc:
+            broadcaster.unsubscribe(self.mailbox)
+            self.mailbox = None
+            logger.error(
+                "Refused WebSocket %s: cannot read the live state: %s", self.path, exc
+            )
+            await self.close(code=1011)
+            return
         await self.join_group()
         await self.accept()
         self.sender = asyncio.get_running_loop().create_task(self.drain())
@@ -87,10 +101,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return f"full: {limit} sockets open (server.ws_max_connections)"
         return None
 
-    async def greet(self) -> None:
+    async def greet(self, first: bool = False) -> None:
         """Queue the current state so a new client need not wait a tick."""
         assert self.mailbox is not None
-        self.mailbox.put(await broadcaster.greeting(self.group))
+        self.mailbox.put(await broadcaster.greeting(self.group, first))
 
     async def join_group(self) -> None:
         """Join the channel layer's group, for events sent by other processes.

@@ -14,7 +14,10 @@ Keys read from ``LiveState.data`` (absent keys are reported as null):
   ``avg_remaining_percent`` (share of the average budget left, %),
   ``avg_remaining_cpu_s``, ``peak_used_s``, ``peak_remaining_s``,
   ``run_time_at_100`` (seconds; null means "for ever");
-- ``reservation`` (the active reservation's name, or null).
+- ``reservation`` (the active reservation's name, or null);
+- ``stopped`` (true in the last row a cleanly stopped scheduler writes).
+
+:mod:`monitoring.livestate` writes the row and lists every key.
 
 Limits (``limits.avg_max_usage``, ``limits.peak_max_duration``...) come from
 the parameters, not from the row.
@@ -67,7 +70,10 @@ def heartbeat_age(row: LiveState | None, now: datetime | None = None) -> float |
     return max(0.0, (now - row.updated_at).total_seconds())
 
 
-def is_running(age_s: float | None) -> bool:
+def is_running(age_s: float | None, data: Mapping[str, Any] | None = None) -> bool:
+    """A fresh heartbeat, and not the final row of a clean stop."""
+    if data is not None and data.get("stopped") is True:
+        return False
     return age_s is not None and age_s <= STALE_AFTER_S
 
 
@@ -147,7 +153,7 @@ def current(
         "tier": _text(data, "tier"),
         "reservation": _text(data, "reservation"),
         "heartbeat_age": None if age is None else round(age, 3),
-        "scheduler_running": is_running(age),
+        "scheduler_running": is_running(age, data),
     }
 
 

@@ -12,7 +12,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -22,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from alerts.models import Alert
 from alerts.service import acknowledge
 from cpusched import runtime
+from cpusched.views import login_required
 from monitoring import live
 
 logger = logging.getLogger(__name__)

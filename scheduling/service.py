@@ -797,7 +797,7 @@ class Scheduler:
             _pct(before),
             _pct(control.enforced),
             tick.decision.cap,
-            _pct(tick.reading.outside_percent),
+            _unknown(tick.reading.outside_percent),
             tick.decision.reason,
         )
 
@@ -966,9 +966,8 @@ class Scheduler:
         control = self.control.leave_at(cap)
         if control.error:
             logger.error("Could not leave the safe cap %.1f %% on the group", cap)
-        message = (
-            f"Stopped; group left at {_pct(control.enforced)} (safe cap {cap:.1f} %)"
-        )
+        left = _pct(control.enforced) if self.control.known else "unknown"
+        message = f"Stopped; group left at {left} (safe cap {cap:.1f} %)"
         self.batcher.event("stop", message, {"safe_cap": cap})
         self._flush()
         self._write_live(self.last, stopped=True)
@@ -1018,4 +1017,10 @@ def _wait(stop: Any, clock: Any, deadline: float) -> bool:
 
 
 def _pct(value: float | None) -> str:
+    """A cap for the log: None means no limit (``max``)."""
     return "unlimited" if value is None else f"{value:.1f} %"
+
+
+def _unknown(value: float | None) -> str:
+    """A reading for the log: None means it is not measured."""
+    return "unknown" if value is None else f"{value:.1f} %"

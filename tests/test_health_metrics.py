@@ -80,6 +80,15 @@ def test_health_is_503_when_the_heartbeat_is_stale():
     assert "runscheduler stopped or stuck" in response.json()["scheduler"]["error"]
 
 
+def test_health_is_503_right_after_a_clean_stop():
+    write_live(age_s=0, stopped=True)
+
+    response = Client().get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["scheduler"]["error"] == "runscheduler was stopped"
+
+
 def test_health_is_503_before_any_heartbeat():
     response = Client().get("/health")
 

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from alerts.models import Alert
-from cpusched import config
+from cpusched import config, runtime
 from cpusched.models import Parameter, ParameterChange
 from monitoring.models import LiveState
 
@@ -33,9 +33,12 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture(autouse=True)
-def fresh_rate_limit():
-    """Each test starts with an empty request count (it lives in the cache)."""
+def fresh_state():
+    """Each test starts with no request counted and no parameters cached."""
     cache.clear()
+    runtime.forget()
+    yield
+    runtime.forget()
 
 
 @pytest.fixture
@@ -84,6 +87,15 @@ def test_each_page_sends_a_signed_out_visitor_to_the_login_page(url):
 
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+def test_pages_are_open_when_authentication_is_switched_off(monkeypatch):
+    monkeypatch.setenv("CPUSCHED_SERVER_AUTH_ENABLED", "false")
+
+    response = Client().get("/config/")
+
+    assert response.status_code == 200
+    assert "authentication off" in response.content.decode()
 
 
 def test_the_login_page_signs_a_user_in(user):

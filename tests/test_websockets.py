@@ -313,7 +313,10 @@ async def test_the_loop_stops_when_the_last_client_leaves():
     running = broadcaster.running()
 
     await socket.disconnect()
-    await asyncio.sleep(0.5)
+    for _ in range(30):  # the loop notices at its next tick
+        if not broadcaster.running():
+            break
+        await asyncio.sleep(0.1)
 
     assert running is True
     assert broadcaster.running() is False

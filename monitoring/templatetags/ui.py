@@ -29,6 +29,14 @@ def active_alert_count() -> int:
 
 
 @register.simple_tag
+def signed_in(request: HttpRequest) -> bool:
+    """True when the pages are open to this visitor (a user, or auth is off)."""
+    from cpusched.views import auth_enabled
+
+    return bool(request.user.is_authenticated) or not auth_enabled()
+
+
+@register.simple_tag
 def page_config(request: HttpRequest) -> dict[str, Any]:
     """What every page's scripts need: time zone, server clock, socket paths."""
     return {
@@ -36,7 +44,7 @@ def page_config(request: HttpRequest) -> dict[str, Any]:
         "serverNowMs": int(timezone.now().timestamp() * 1000),
         "alertsSocket": "/ws/alerts",
         "monitoringSocket": "/ws/monitoring",
-        "authenticated": bool(request.user.is_authenticated),
+        "authenticated": signed_in(request),
     }
 
 

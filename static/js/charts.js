@@ -60,6 +60,27 @@
     return Number(value).toFixed(digits === undefined ? 1 : digits) + " %";
   }
 
+  // The server's time zone offset (ms, at page load), so ticks fall on round
+  // local times: 14:00, 14:10... rather than on multiples of UTC time.
+  const zoneOffsetMs = (function () {
+    const now = new Date();
+    const parts = {};
+    for (const part of new Intl.DateTimeFormat("en-US", {
+      timeZone: tz, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit",
+    }).formatToParts(now)) parts[part.type] = Number(part.value);
+    const local = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
+    return Math.round((local - now.getTime()) / 60000) * 60000;
+  })();
+
+  function roundTicks(scale) {
+    const step = scale.options.ticks.stepSize;
+    const first = Math.ceil((scale.min + zoneOffsetMs) / step) * step - zoneOffsetMs;
+    const ticks = [];
+    for (let t = first; t <= scale.max; t += step) ticks.push({ value: t });
+    scale.ticks = ticks;
+  }
+
   function timeAxis(spanMs, stepMs, lastStartMs) {
     const longSpan = spanMs > 86400000 * 1.5;
     return {
@@ -67,9 +88,9 @@
       min: lastStartMs - spanMs + stepMs,
       max: lastStartMs + stepMs,
       grid: { color: "rgba(0,0,0,0.05)" },
+      afterBuildTicks: roundTicks,
       ticks: {
         stepSize: tickStep(spanMs),
-        includeBounds: false,
         maxRotation: 0,
         autoSkip: true,
         callback: (value) => (longSpan ? dayHour : hourMinute).format(new Date(value)),

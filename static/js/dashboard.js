@@ -205,6 +205,12 @@
         title: { display: true, text: "cap %" },
       },
     };
+    // Bars would widen the axis by half a bar's slot at each end otherwise.
+    options.scales.x.offset = false;
+    // The band says "this bucket had peak seconds", not a CPU value.
+    options.plugins.tooltip.callbacks.label = (item) => (item.datasetIndex === 2
+      ? "peak seconds in this interval"
+      : item.dataset.label + ": " + C.formatPercent(item.parsed.y));
     charts.cpu = C.create(document.getElementById("chart-cpu"), {
       type: "line",
       data: {
@@ -219,10 +225,10 @@
             stepped: true, borderDash: [5, 3],
           },
           {
-            label: "Peak seconds",
-            data: series(times, points, (p) => (p.peak_seconds > 0 ? p.cpu_max : null)),
-            borderColor: C.COLORS.peak, backgroundColor: "rgba(220,53,69,0.35)", yAxisID: "y",
-            fill: "origin", pointRadius: 2, borderWidth: 0,
+            type: "bar", label: "Peak seconds",
+            data: series(times, points, (p) => (p.peak_seconds > 0 ? 100 : null)),
+            backgroundColor: "rgba(220,53,69,0.28)", yAxisID: "y",
+            barThickness: 3, grouped: false, order: 3,
           },
         ],
       },
@@ -265,6 +271,7 @@
     const times = starts(2 * windowS, stepS);
     const points = await history(2 * windowS, stepS);
     const avg = rollingMeans(times, points, windowS, stepMs);
+    const empty = avg.every((p) => p.y === null);
     const spanMs = avg.length * stepMs;
     const lastMean = avg.length ? avg[avg.length - 1].y : null;
     const left = num(initial.quota_remaining && initial.quota_remaining.avg_quota)
@@ -281,7 +288,8 @@
           {
             label: "Rolling average", data: avg, borderColor: C.COLORS.cpu,
             backgroundColor: C.COLORS.cpu, borderWidth: 2,
-            fill: { target: 1, above: C.COLORS.red, below: C.COLORS[budgetLevel(left)] },
+            // No history yet: no band, rather than a full budget that is not known.
+            fill: empty ? false : { target: 1, above: C.COLORS.red, below: C.COLORS[budgetLevel(left)] },
           },
           {
             label: "Limit " + S.avgMax + " %", data: avg.map((p) => ({ x: p.x, y: S.avgMax })),
@@ -382,12 +390,13 @@
   function extend(live) {
     const t = live.timestampMs;
     if (buckets.cpu && live.cpu !== null) {
-      buckets.cpu.add(t, [live.cpu, live.cap, live.isPeak ? live.cpu : null]);
+      buckets.cpu.add(t, [live.cpu, live.cap, live.isPeak ? 100 : null]);
     }
     if (buckets.trend && live.avgMean !== null) {
       buckets.trend.add(t, [live.avgMean, S.avgMax]);
       const left = live.avgLeft ?? S.avgMax - live.avgMean;
-      charts.trend.data.datasets[0].fill.below = C.COLORS[budgetLevel(left)];
+      const below = C.COLORS[budgetLevel(left)];
+      charts.trend.data.datasets[0].fill = { target: 1, above: C.COLORS.red, below };
     }
     if (buckets.peak && live.cpu !== null) buckets.peak.add(t, [live.isPeak ? 1 : 0]);
     if (buckets.memory) buckets.memory.add(t, [live.memory]);

@@ -39,6 +39,16 @@
     }
   });
 
+  // HTMX leaves a refused request's fragment alone; say what happened.
+  document.addEventListener("htmx:responseError", function (event) {
+    const xhr = event.detail.xhr;
+    const text = (xhr.responseText || "").slice(0, 300);
+    const plain = (xhr.getResponseHeader("Content-Type") || "").startsWith("text/plain");
+    const hint = xhr.status === 403 ? "Refused (403): reload the page and try again." : "";
+    const message = hint || (plain && text) || "The server answered " + xhr.status + ".";
+    showToast("warning", message, null, "Request failed");
+  });
+
   /**
    * A WebSocket that reconnects with exponential backoff (1 s doubling to
    * 30 s, with jitter so many tabs do not reconnect in step). Exactly one
@@ -112,7 +122,7 @@
   };
 
   // Built with textContent only: alert messages are data, never markup.
-  function showToast(level, text, when) {
+  function showToast(level, text, when, heading) {
     const box = document.getElementById("toasts");
     if (!box || !window.bootstrap) return;
     const toast = document.createElement("div");
@@ -122,7 +132,7 @@
     header.className = "toast-header " + (SEVERITY_CLASS[level] || "text-bg-secondary");
     const title = document.createElement("strong");
     title.className = "me-auto text-capitalize";
-    title.textContent = (level || "alert") + " alert";
+    title.textContent = heading || (level || "alert") + " alert";
     const time = document.createElement("small");
     time.textContent = when ? formatTime(Date.parse(when)) : "";
     const close = document.createElement("button");

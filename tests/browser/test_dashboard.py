@@ -116,6 +116,8 @@ def test_the_configuration_page_refuses_out_of_range_and_stores_a_valid_value(
     page.click("#form-limits button[type=submit]")
     page.wait_for_selector("#card-limits .save-notice")
     refused_notice = page.text_content("#card-limits .save-notice")
+    page.locator("#card-limits .card-header").scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, -80)")
     page.screenshot(path=str(artifacts / "config-refused.png"))
     after_refusal = stored(server, "limits.avg_max_usage")
 
