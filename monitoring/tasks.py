@@ -30,6 +30,7 @@ from django.utils import timezone
 from alerts.models import Alert
 from cpusched import config
 from monitoring.models import Sample, SampleAggregate
+from monitoring.retention import delete_in_batches
 from scheduling.models import Decision, Event
 
 logger = logging.getLogger(__name__)
@@ -174,17 +175,8 @@ def expire_archives(before: datetime) -> int:
 
 
 def delete_before(source, field: str, before: datetime) -> int:
-    """Delete rows older than ``before`` in batches of DELETE_BATCH."""
-    queryset = source.objects.all() if isinstance(source, type) else source
-    queryset = queryset.filter(**{f"{field}__lt": before})
-    deleted = 0
-    while True:
-        ids = list(queryset.values_list("pk", flat=True)[:DELETE_BATCH])
-        if not ids:
-            return deleted
-        with transaction.atomic():
-            count, _ = queryset.model.objects.filter(pk__in=ids).delete()
-        deleted += count
+    """Delete rows older than ``before`` in short batches (see retention)."""
+    return delete_in_batches(source, before, batch=DELETE_BATCH, field=field)
 
 
 def vacuum() -> None:

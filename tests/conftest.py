@@ -1,13 +1,6 @@
-"""Shared test setup: a throwaway data directory so tests never touch ./data."""
+"""Shared fixtures. The throwaway data directory is set up by tests/testenv.py."""
 
-import os
-import tempfile
-
-_DATA = tempfile.mkdtemp(prefix="cpusched-test-")
-os.environ.setdefault("CPUSCHED_DATA_DIR", _DATA)
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)
