@@ -10,6 +10,8 @@ logger = logging.getLogger(__name__)
 JOBS = {
     "cpusched-housekeeping": ("monitoring.tasks.housekeeping", 60, None),
     "cpusched-vacuum": ("monitoring.tasks.vacuum", None, "database.vacuum_interval"),
+    "cpusched-scheduler-heartbeat": ("alerts.tasks.check_scheduler", 1, None),
+    "cpusched-reservation-notice": ("alerts.tasks.check_reservations", 1, None),
 }
 
 

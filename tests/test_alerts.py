@@ -96,3 +96,49 @@ def test_webhook_delivery_posts_the_alert_as_json():
     assert sent == ["webhook"]
     assert _Recorder.bodies[-1]["level"] == "warning"
     assert _Recorder.bodies[-1]["message"] == "Peak 100 s left"
+
+
+def test_a_stale_heartbeat_raises_scheduler_down_and_a_fresh_one_resolves_it():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from alerts import tasks
+    from monitoring.models import LiveState
+
+    stale = timezone.now() - timedelta(seconds=90)
+    LiveState.objects.create(id=1, updated_at=stale, data={})
+
+    assert tasks.check_scheduler() is False
+    alert = Alert.objects.get(key=tasks.SCHEDULER_DOWN_KEY)
+    assert alert.severity == "critical"
+    assert "heartbeat is 90 s old" in alert.message
+
+    LiveState.objects.filter(id=1).update(updated_at=timezone.now())
+    assert tasks.check_scheduler() is True
+    alert.refresh_from_db()
+    assert alert.resolved is True
+
+
+def test_a_slot_starting_within_the_notice_gets_one_info_alert():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from alerts import tasks
+    from reservations.models import Reservation
+
+    start = timezone.now().replace(microsecond=0) + timedelta(minutes=10)
+    Reservation.objects.create(
+        name="backup",
+        start_time=start,
+        end_time=start + timedelta(hours=1),
+        cpu_quota=40,
+    )
+
+    tasks.check_reservations()
+    tasks.check_reservations()
+
+    alert = Alert.objects.get(alert_type="reservation")
+    assert alert.message == "Reservation 'backup' starts in 10 min at 40 %"
+    assert alert.count == 2
