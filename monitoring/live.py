@@ -31,12 +31,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from monitoring import livestate
 from monitoring.models import LiveState
 
-# The scheduler writes once a second; a heartbeat older than this means it is
-# stopped or stuck (a few missed ticks are tolerated: a busy SQLite writer
-# may delay one write by a second or two).
-STALE_AFTER_S = 5.0
+# A heartbeat older than this means the scheduler is stopped or stuck; the
+# scheduler's own module owns the figure so both sides agree on it.
+STALE_AFTER_S = livestate.STALE_AFTER_S
 
 _NUMBERS = (
     "cpu_usage",
