@@ -17,6 +17,9 @@ quota.peak             peak seconds left below        alerts.quota_alert_enabled
                        limits.peak_warning/critical_
                        threshold
 scheduler.emergency    the emergency tier             alerts.quota_alert_enabled
+quota.background       use outside the managed group  alerts.quota_alert_enabled
+                       above what the windows allow
+                       now (the planner bound)
 system.cpu_high        CPU at or above                alerts.system_alert_enabled
                        alerts.cpu_high_threshold for
                        alerts.cpu_high_duration s
@@ -67,6 +70,7 @@ class Facts:
     bound: float = 100.0
     floor: float = 0.0
     reservation: str | None = None
+    background: float | None = None
     read_failures: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -95,6 +99,7 @@ class AlertRules:
             "quota.avg": self._avg(facts),
             "quota.peak": self._peak(facts),
             "scheduler.emergency": self._emergency(facts),
+            "quota.background": self._background(facts),
             "system.cpu_high": self._cpu_high(facts, now),
             "system.memory_high": self._memory_high(facts),
             "system.disk_low": self._disk_low(facts),
@@ -169,6 +174,23 @@ class AlertRules:
             f"Emergency tier: average budget {facts.avg_remaining_percent:.1f} % "
             f"left, cap held at {self.params['scheduler.emergency_cpu_limit']:g} % "
             "or less",
+        )
+
+    def _background(self, facts: Facts) -> Verdict:
+        # The planner keeps every future second at no less than the
+        # background estimate, so the bound stays above it while the rules
+        # can carry it; below it, uncapped processes alone break the window.
+        if not self._on("alerts.quota_alert_enabled") or facts.background is None:
+            return None
+        if facts.background <= facts.bound + 1e-6:
+            return None
+        return (
+            "critical",
+            "quota",
+            f"Processes outside the managed group use {facts.background:.1f} %, "
+            f"more than the {facts.bound:.1f} % the rules sustain now: the rule "
+            "may break and cpusched cannot prevent it (move them into the "
+            "group or stop them)",
         )
 
     def _cpu_high(self, facts: Facts, now: float) -> Verdict:
@@ -265,4 +287,5 @@ def _details(facts: Facts) -> dict[str, Any]:
         "tier": facts.tier,
         "cpu_percent": facts.cpu_percent,
         "memory_percent": facts.memory_percent,
+        "background_percent": facts.background,
     }

@@ -110,7 +110,11 @@ def first_shortfall(
             continue
         own = _own(pending[:i] + pending[i + 1 :], percent)
         planner.set_profile([*others, *own])
-        check = planner.check_interval(occurrence.start, occurrence.end, percent)
+        # The largest fitting percent is only shown when refusing, and a
+        # refusal computes it anyway: skip the search for slots that fit.
+        check = planner.check_interval(
+            occurrence.start, occurrence.end, percent, want_max=False
+        )
         if check.ok:
             continue
         fit = (

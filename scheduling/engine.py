@@ -33,6 +33,26 @@ DEFAULTS: dict[str, Any] = {
 }
 """Defaults of the keys the engine reads, as in the original design."""
 
+BACKGROUND_HEADROOM = 0.5
+"""Percentage points above the background estimate that the plan assumes.
+
+A new plan costs O(W) (about 0.1 s with 12 h/24 h windows), too much for
+every second. Planning this much above the estimate lets it rise by up to
+half a point without a rebuild, and as soon as it rises past what the plan
+assumes the plan is rebuilt at once: the estimate is never above the plan."""
+
+BACKGROUND_LOWER_BY = 2.0
+"""Percentage points the plan must be able to drop before it is lowered
+(or all the way to the floor): small dips are not worth a rebuild."""
+
+BACKGROUND_LOWER_AFTER_S = 600
+"""Seconds the estimate must stay that low before the plan is lowered.
+
+Lowering hands budget to the managed group now against a quieter future; a
+background that dips for a few minutes and returns would then find the
+budget spent. Ten minutes of calm on top of the estimate's own quarter-hour
+memory make that unlikely, and a late lowering only costs throughput."""
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -84,12 +104,19 @@ def limits_from_params(params: Mapping[str, Any]) -> Limits:
     )
 
 
+def _planned_background(floor: float, estimate: float) -> float:
+    """What the plan assumes for a background estimate (never below the floor)."""
+    planned = estimate + BACKGROUND_HEADROOM
+    return planned if planned > floor else floor
+
+
 class Engine:
     """Windows, planner and policy behind one small interface."""
 
     def __init__(self, planner: Planner, policy: Policy) -> None:
         self.planner = planner
         self.policy = policy
+        self._low_since: int | None = None
 
     @classmethod
     def from_params(
@@ -97,17 +124,22 @@ class Engine:
         params: Mapping[str, Any],
         history: Iterable[float] = (),
         now: int | None = None,
+        background: float = 0.0,
     ) -> Engine:
         """Build from parameter keys and measured history.
 
         ``history`` is whole-machine CPU % per second, oldest first, ending at
         second ``now - 1``; seconds before it count as idle, so pass at least
         :attr:`history_needed_s` seconds with gaps already filled.
+        ``background`` is the current estimate of use outside the managed
+        group (:class:`scheduling.background.BackgroundEstimate`), planned
+        for at once as :meth:`set_background` would.
         """
         if now is None:
             now = int(time.time())
         limits = limits_from_params(params)
-        planner = Planner(limits, int(now), history)
+        planned = _planned_background(limits.floor, background)
+        planner = Planner(limits, int(now), history, planned)
         settings = PolicySettings.from_params(params, limits.avg_limit_effective)
         logger.debug("Engine built for %s at %d", limits, now)
         return cls(planner, Policy(settings))
@@ -131,6 +163,50 @@ class Engine:
     def set_profile(self, intervals: list[Interval]) -> None:
         """Replace the reserved ``(start_ts, end_ts, percent)`` intervals."""
         self.planner.set_profile(intervals)
+
+    def set_background(self, percent: float) -> bool:
+        """Plan future seconds for ``percent`` CPU used outside the group.
+
+        ``percent`` is the current background estimate. Every future second
+        is planned at no less than it plus :data:`BACKGROUND_HEADROOM`. The
+        plan is rebuilt (O(W)) at once when the estimate rises above what the
+        plan assumes, and lowered only after the estimate has allowed a plan
+        :data:`BACKGROUND_LOWER_BY` points lower (or the plain floor) for
+        :data:`BACKGROUND_LOWER_AFTER_S` seconds. Returns whether the plan
+        was rebuilt.
+        """
+        planner = self.planner
+        floor = planner.limits.floor
+        in_use = planner.plan_floor
+        wanted = _planned_background(floor, percent)
+        if percent > in_use:
+            self._low_since = None
+            return self._plan_background(wanted, "rose")
+
+        drop = in_use - wanted
+        if not (drop >= BACKGROUND_LOWER_BY or (drop > 0 and wanted <= floor)):
+            self._low_since = None
+            return False
+        if self._low_since is None:
+            self._low_since = planner.now
+        if planner.now - self._low_since < BACKGROUND_LOWER_AFTER_S:
+            return False
+        self._low_since = None
+        return self._plan_background(wanted, "fell")
+
+    def _plan_background(self, planned: float, how: str) -> bool:
+        before = self.planner.plan_floor
+        rebuilt = self.planner.set_background(planned)
+        if rebuilt:
+            # Debug: a rising background rebuilds every few seconds.
+            logger.debug(
+                "Use outside the managed group %s: future seconds are now "
+                "planned at %.1f %% instead of %.1f %%",
+                how,
+                self.planner.plan_floor,
+                before,
+            )
+        return rebuilt
 
     def cap_for(self, now: int) -> float:
         """The cap (CPU %) for second ``now``, without building a Decision.

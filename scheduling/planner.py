@@ -1,8 +1,9 @@
 """The exact planner: the largest cap that breaks no window, now or later.
 
 Time is absolute integer UNIX seconds. ``u[s]`` is measured use (past
-seconds), ``f[s]`` the planned minimum of each future second (the larger of
-the floor and the sum of reservations active then), ``W`` a window length
+seconds), ``f[s]`` the planned minimum of each future second (the largest of
+the floor, the use expected outside the managed group and the sum of
+reservations active then), ``W`` a window length
 and ``B`` its budget. With prefix sums ``PU`` and ``PF`` the largest safe
 cap at the current second ``t`` is::
 
@@ -21,7 +22,8 @@ under-counts and its answers never drift.
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
+import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -101,7 +103,7 @@ class IntervalCheck:
     shortfall_cpu_s: float
     shortfall_percent: float
     peak_excess_s: int
-    max_percent: float
+    max_percent: float | None
     reason: str
 
 
@@ -331,8 +333,15 @@ class Planner:
     use and moves on to the next one.
     """
 
-    def __init__(self, limits: Limits, now: int, history: Iterable[float] = ()) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        now: int,
+        history: Iterable[float] = (),
+        background: float = 0.0,
+    ) -> None:
         self.limits = limits
+        self._background = max(0.0, float(background))
         history = list(history)[-max(limits.avg_window_s, limits.peak_window_s) :]
         self.avg = AverageWindow(limits.avg_window_s, history[-limits.avg_window_s :])
         self.peak = PeakWindow(
@@ -355,13 +364,30 @@ class Planner:
         """The second the next :meth:`bound` is for."""
         return self._now
 
+    @property
+    def background(self) -> float:
+        """Outside use (CPU %) every future second is planned to need at least."""
+        return self._background
+
+    @property
+    def plan_floor(self) -> float:
+        """The least any future second is planned at: floor or background."""
+        return max(self.limits.floor, self._background)
+
     def _rebuild(self) -> None:
         limits = self.limits
-        pieces = _levels(self._intervals, limits.floor)
-        self._levels = _profile(pieces, limits.floor, lambda level: round(level * 1e6))
-        avg_profile = _profile(pieces, limits.floor, quantize)
+        # The guaranteed minimum (what the policy raises the cap to) comes
+        # from the floor and reservations only; the plan of future seconds
+        # also counts the background, which is spent whatever the cap says.
+        guaranteed = _levels(self._intervals, limits.floor)
+        self._levels = _profile(
+            guaranteed, limits.floor, lambda level: round(level * 1e6)
+        )
+        floor = self.plan_floor
+        pieces = _levels(self._intervals, floor)
+        avg_profile = _profile(pieces, floor, quantize)
         peak_profile = _profile(
-            pieces, limits.floor, lambda level: int(level >= self._threshold)
+            pieces, floor, lambda level: int(level >= self._threshold)
         )
 
         self._avg_rule = _Rule(limits.avg_window_s, self._avg_budget, avg_profile)
@@ -389,6 +415,21 @@ class Planner:
         ]
         self._rebuild()
         logger.debug("Profile set: %d reserved intervals", len(self._intervals))
+
+    def set_background(self, percent: float) -> bool:
+        """Plan every future second at no less than ``percent`` (outside use).
+
+        Rebuilds both rules in O(W) when the plan changes; returns whether it
+        did. :meth:`Engine.set_background` decides when a new figure is worth
+        that.
+        """
+        before = self.plan_floor
+        self._background = max(0.0, float(percent))
+        if self.plan_floor == before:
+            return False
+        self._rebuild()
+        logger.debug("Background planned at %.2f %%", self._background)
+        return True
 
     def record(self, cpu_percent: float) -> None:
         """Store the measured CPU % of second :attr:`now` and advance by one."""
@@ -540,24 +581,39 @@ class Planner:
         peak.push(int(cap >= self._threshold))
         return cap
 
-    def check_interval(self, start: int, end: int, percent: float) -> IntervalCheck:
+    # Interval checks ------------------------------------------------------
+
+    # Prefix sums of the stored seconds, kept for the second they were read
+    # at: several checks against one planner state read the past only once.
+    _prefix_at: int | None = None
+    _prefix: dict[str, list[int]]
+
+    def check_interval(
+        self, start: int, end: int, percent: float, *, want_max: bool = True
+    ) -> IntervalCheck:
         """Whether reserving ``percent`` over ``[start, end)`` still fits.
 
         Only windows that overlap the new interval are examined. On failure
         the result names the rule and the worst window, how far over it goes
         (whole-machine seconds and percentage points of the window mean, or
-        peak seconds), and the largest percent that would fit.
+        peak seconds), and the largest percent that would fit. When the
+        interval fits, ``max_percent`` is that largest percent too, or
+        ``None`` with ``want_max=False``, which skips the search (a yes or
+        no is all a form needs until it refuses).
         """
         start = max(int(start), self._now)
         end = int(end)
         if end <= start:
             return IntervalCheck(True, None, None, None, 0.0, 0.0, 0, 100.0, "")
 
-        avg_excess, avg_k = self._avg_excess(start, end, percent)
-        peak_excess, peak_k = self._peak_excess(start, end, percent)
-        fits = self._largest_fit(start, end)
+        avg, peak = self._scans(start, end)
+        avg_excess, avg_k = avg.excess(percent)
+        peak_excess, peak_k = peak.excess(percent)
         if avg_excess <= 0 and peak_excess <= 0:
+            fits = self._largest_fit(start, end, avg, peak) if want_max else None
             return IntervalCheck(True, None, None, None, 0.0, 0.0, 0, fits, "fits")
+
+        fits = self._largest_fit(start, end, avg, peak)
         if avg_excess > 0:
             return self._avg_failure(avg_excess, avg_k, peak_excess, fits)
         return self._peak_failure(peak_excess, peak_k, fits)
@@ -587,79 +643,112 @@ class Planner:
         return IntervalCheck(False, "peak", k, k + w, 0.0, 0.0, excess, fits, reason)
 
     def _with(self, start: int, end: int, percent: float) -> list[tuple[int, float]]:
-        return _levels([*self._intervals, (start, end, percent)], self.limits.floor)
+        return _levels([*self._intervals, (start, end, percent)], self.plan_floor)
 
-    def _avg_excess(
-        self, start: int, end: int, percent: float, past: list[int] | None = None
-    ) -> tuple[int, int]:
-        """Worst excess (units) over average windows overlapping the interval."""
-        pieces = self._with(start, end, percent)
-        profile = _profile(pieces, self.limits.floor, quantize)
-        w = self.limits.avg_window_s
-        first = max(self._now - w + 1, start - w + 1)
-        if past is None:
-            past = self._past_units(start)
-        return _worst_window(past, profile, first, self._now, end, w, self._avg_budget)
-
-    def _peak_excess(
-        self, start: int, end: int, percent: float, past: list[int] | None = None
-    ) -> tuple[int, int]:
-        """Worst excess (seconds) over peak windows overlapping the interval."""
-        pieces = self._with(start, end, percent)
+    def _scans(self, start: int, end: int) -> tuple[_Scan, _Scan]:
+        """The average and peak windows overlapping ``[start, end)``."""
+        floor = self.plan_floor
         threshold = self._threshold
-        profile = _profile(
-            pieces, self.limits.floor, lambda level: int(level >= threshold)
-        )
-        w = self.limits.peak_window_s
-        first = max(self._now - w + 1, start - w + 1)
-        if past is None:
-            past = self._past_bits(start)
-        return _worst_window(past, profile, first, self._now, end, w, self._peak_budget)
 
-    def _largest_fit(self, start: int, end: int) -> float:
+        def avg_profile(percent: float) -> _Profile:
+            return _profile(self._with(start, end, percent), floor, quantize)
+
+        def peak_profile(percent: float) -> _Profile:
+            pieces = self._with(start, end, percent)
+            return _profile(pieces, floor, lambda level: int(level >= threshold))
+
+        limits = self.limits
+        avg = _Scan(
+            limits.avg_window_s, self._avg_budget, start, end, self._now, avg_profile
+        )
+        peak = _Scan(
+            limits.peak_window_s, self._peak_budget, start, end, self._now, peak_profile
+        )
+        if avg.first < self._now:
+            avg.past = self._past_prefix("avg")
+        if peak.first < self._now:
+            peak.past = self._past_prefix("peak")
+        return avg, peak
+
+    def _largest_fit(self, start: int, end: int, avg: _Scan, peak: _Scan) -> float:
         """The largest percent (to 0.01) that fits over ``[start, end)``.
 
-        Bisection on the percent. The past of each rule is read once, and the
-        peak rule is only re-examined for percents that lift some second of
-        the interval to the threshold; below that its answer cannot change.
+        Bisection on the percent. Each rule remembers the window sums of every
+        plan it has seen, so the peak rule, whose plan changes only when a
+        percent lifts some second of the interval to the threshold, is
+        scanned once or twice; below the threshold its answer cannot change.
         """
-        avg_past = self._past_units(start)
-        peak_past = self._past_bits(start)
-        top = max(self._levels.series(start, end)) / 1e6
-        base_peak_ok = self._peak_excess(start, end, 0.0, peak_past)[0] <= 0
+        top = _highest(self._levels, start, end) / 1e6
+        base_peak_ok = peak.excess(0.0)[0] <= 0
 
         def fits(percent: float) -> bool:
-            if self._avg_excess(start, end, percent, avg_past)[0] > 0:
+            if avg.excess(percent)[0] > 0:
                 return False
             if top + percent < self._threshold:
                 return base_peak_ok
-            return self._peak_excess(start, end, percent, peak_past)[0] <= 0
+            return peak.excess(percent)[0] <= 0
 
-        low, high = 0, 10_000
         if not fits(0.0):
             return 0.0
-        while low < high:
-            mid = (low + high + 1) // 2
-            if fits(mid / 100):
-                low = mid
+
+        # The largest fitting hundredth of a percent, found between a known
+        # fit (low) and a known misfit (high). Probes start at an estimate
+        # from the worst window's overlap with the interval and fall back to
+        # halving, so the answer is the bisection's, in fewer scans.
+        low, high = 0, 10_001
+        # A second turns into a peak second once its reservations plus the
+        # percent reach the threshold, whatever the floor.
+        reserved = _profile(_levels(self._intervals, 0.0), 0.0, _micro)
+        reserved_top = _highest(reserved, start, end) / 1e6
+        guess = self._estimate(start, end, avg, reserved_top, 100.0)
+        confirming = False
+        while high - low > 1:
+            guessed = guess is not None and low < guess < high
+            probe = guess if guessed else (low + high) // 2
+            if fits(probe / 100):
+                # An estimate that fits is most likely the answer: one step
+                # up confirms it; otherwise keep halving.
+                confirming = guessed and not confirming
+                low, guess = probe, probe + 1 if confirming else None
             else:
-                high = mid - 1
+                confirming = False
+                high = probe
+                guess = self._estimate(start, end, avg, reserved_top, probe / 100)
         return low / 100
 
-    def _past_units(self, start: int) -> list[int]:
-        """Measured units of the past seconds in windows reaching ``start``."""
-        w = self.limits.avg_window_s
-        first = max(self._now - w + 1, start - w + 1)
-        return [quantize(u) for u in self.avg.recent(self._now - first)]
+    def _estimate(
+        self, start: int, end: int, avg: _Scan, top: float, percent: float
+    ) -> int | None:
+        """A guess (in hundredths) at the largest percent below ``percent``
+        that fits, from how far the worst window goes over its budget."""
+        excess, k = avg.excess(percent)
+        if excess > 0:
+            overlap = min(k + avg.w, end) - max(k, start)
+            lower = percent - excess / overlap / SCALE
+            return math.floor(lower * 100) if overlap > 0 else None
+        if top + percent >= self._threshold:
+            return math.ceil((self._threshold - top) * 100) - 1
+        return None
 
-    def _past_bits(self, start: int) -> list[int]:
-        """Peak bits of the past seconds in windows reaching ``start``."""
-        w = self.limits.peak_window_s
-        first = max(self._now - w + 1, start - w + 1)
-        if self._now <= first:
-            return []
-        bits = list(self.peak.bits())
-        return bits[len(bits) - (self._now - first) :]
+    def _past_prefix(self, rule: str) -> list[int]:
+        """Prefix sums of the stored seconds of ``rule``, oldest first.
+
+        Entry ``i`` sums the ``i`` oldest stored seconds; the last stored
+        second is ``now - 1``. Average seconds are in planner units.
+        """
+        if self._prefix_at != self._now:
+            self._prefix_at = self._now
+            self._prefix = {}
+        prefix = self._prefix.get(rule)
+        if prefix is None:
+            window = self.avg if rule == "avg" else self.peak
+            ring, pos = window._ring, window._pos
+            stored = chain(ring[pos:], ring[:pos])
+            if rule == "avg":
+                # quantize(u), inlined: this runs over a whole window.
+                stored = (int(u * SCALE + 0.999999) for u in stored)
+            prefix = self._prefix[rule] = list(accumulate(stored, initial=0))
+        return prefix
 
 
 def _iso(ts: int) -> str:
@@ -667,23 +756,126 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _worst_window(
-    past: list[int],
-    profile: _Profile,
-    first: int,
-    now: int,
-    end: int,
-    w: int,
-    budget: int,
-) -> tuple[int, int]:
-    """Largest ``window sum - budget`` over windows starting in ``[first, end)``.
+def _micro(level: float) -> int:
+    return round(level * 1e6)
 
-    ``past`` holds the seconds ``[first, now)``; later seconds take their
-    planned minimum from ``profile``. Returns the excess and the start of
-    the worst window.
+
+def _highest(profile: _Profile, start: int, end: int) -> int:
+    """The largest value of ``profile`` over ``[start, end)``."""
+    value, _ = profile.at(start)
+    first = bisect_right(profile.points, start)
+    last = bisect_left(profile.points, end)
+    return max([value, *profile.values[first:last]])
+
+
+class _Cumulative:
+    """Sums of a profile from second ``origin`` up to any later second."""
+
+    __slots__ = ("xs", "vs", "acc")
+
+    def __init__(self, profile: _Profile, origin: int) -> None:
+        value, _ = profile.at(origin)
+        self.xs = [origin]
+        self.vs = [value]
+        self.acc = [0]
+        later = bisect_right(profile.points, origin)
+        for x, v in zip(profile.points[later:], profile.values[later:], strict=True):
+            self.acc.append(self.acc[-1] + self.vs[-1] * (x - self.xs[-1]))
+            self.xs.append(x)
+            self.vs.append(v)
+
+    def at(self, x: int) -> int:
+        """The sum over ``[origin, x)``, for ``x >= origin``."""
+        i = bisect_right(self.xs, x) - 1
+        return self.acc[i] + self.vs[i] * (x - self.xs[i])
+
+    def value(self, x: int) -> int:
+        """The profile's value at second ``x >= origin``."""
+        return self.vs[bisect_right(self.xs, x) - 1]
+
+
+class _Scan:
+    """The windows of one rule that overlap an interval ``[start, end)``.
+
+    Windows start at every ``k`` in ``[start - W + 1, end)``. Seconds before
+    ``now`` are measured (prefix sums in :attr:`past`), later ones planned
+    (a profile, for the percent asked about). A window of planned seconds
+    only sums linearly in ``k`` between the profile's breakpoints, so only
+    the ends of each such stretch are examined; a window holding measured
+    seconds is summed from the prefix sums, one pass per stretch of constant
+    planned value. The answers equal summing every window second by second,
+    ties going to the earliest window. Results are remembered per plan.
     """
-    series = past + profile.series(max(first, now), end + w - 1)
-    prefix = list(accumulate(series, initial=0))
-    sums = list(map(sub, prefix[w:], prefix[:-w]))
-    worst = max(sums)
-    return worst - budget, first + sums.index(worst)
+
+    def __init__(
+        self, w: int, budget: int, start: int, end: int, now: int, profile_of
+    ) -> None:
+        self.w = w
+        self.budget = budget
+        self.first = start - w + 1
+        self.end = end
+        self.now = now
+        self.profile_of = profile_of
+        self.past: list[int] = []
+        self._seen: dict[tuple, tuple[int, int]] = {}
+
+    def excess(self, percent: float) -> tuple[int, int]:
+        """Worst ``window sum - budget`` with ``percent`` reserved, and the
+        start of the earliest window that reaches it."""
+        profile = self.profile_of(percent)
+        key = (profile.base, tuple(profile.points), tuple(profile.values))
+        seen = self._seen.get(key)
+        if seen is None:
+            worst, k = self._worst(profile)
+            seen = self._seen[key] = (worst - self.budget, k)
+        return seen
+
+    def _worst(self, profile: _Profile) -> tuple[int, int]:
+        cum = _Cumulative(profile, self.now)
+        worst, at = -NEVER, self.first
+        for total, k in chain(self._measured(profile, cum), self._planned(cum)):
+            if total > worst:
+                worst, at = total, k
+        return worst, at
+
+    def _measured(self, profile: _Profile, cum: _Cumulative):
+        """Best window per stretch among windows starting before now.
+
+        Within a stretch the window's planned part grows by the value ``v``
+        at its right edge per second, so the sum is ``v * j - past[j]`` plus
+        a constant: one max over a slice of the prefix sums.
+        """
+        w, now, past = self.w, self.now, self.past
+        low, high = self.first, min(now, self.end)
+        if low >= high:
+            return
+        held = len(past) - 1
+        origin = now - held
+        cuts = [x - w for x in profile.points if low < x - w < high]
+        for a, b in zip([low, *cuts], [*cuts, high], strict=True):
+            v = cum.value(a + w)
+            base = past[held] + cum.at(a + w)
+            stored = past[a - origin : b - origin]
+            if v == 0:
+                least = min(stored)
+                yield base - least, a + stored.index(least)
+            else:
+                sums = list(map(sub, range(0, v * (b - a), v), stored))
+                best = max(sums)
+                yield base + best, a + sums.index(best)
+
+    def _planned(self, cum: _Cumulative):
+        """Best window per stretch among windows of planned seconds only.
+
+        A window's sum is linear in its start between breakpoints, so the
+        earliest maximum of a stretch is at one of its ends.
+        """
+        w = self.w
+        low, high = max(self.first, self.now), self.end
+        if low >= high:
+            return
+        cuts = sorted({c for x in cum.xs[1:] for c in (x, x - w) if low < c < high})
+        for a, b in zip([low, *cuts], [*cuts, high], strict=True):
+            left = cum.at(a + w) - cum.at(a)
+            right = cum.at(b - 1 + w) - cum.at(b - 1)
+            yield (right, b - 1) if right > left else (left, a)

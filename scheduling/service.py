@@ -38,6 +38,7 @@ from monitoring import livestate
 from monitoring.models import Sample
 from monitoring.sampler import CpuCounters, Reading, Sampler
 from monitoring.smoothing import Smoother
+from scheduling.background import BackgroundEstimate
 from scheduling.cgroups import Backend
 from scheduling.control import Control, GroupControl
 from scheduling.engine import Decision, Engine, Status
@@ -428,6 +429,7 @@ class Scheduler:
         )
         self.rules = rules or AlertRules(params)
         self.feed = ReservationFeed()
+        self.background = BackgroundEstimate()
         self.attach_scan = attach_scan
         self.smoother = self._smoother(params)
         self.boot_id = boot_id or read_boot_id()
@@ -514,7 +516,10 @@ class Scheduler:
     def _engine(self) -> Engine:
         self._rebuilt = True
         engine = Engine.from_params(
-            self.params, self.history.values(), now=self.timeline.last_ts + 1
+            self.params,
+            self.history.values(),
+            now=self.timeline.last_ts + 1,
+            background=self.background.value,
         )
         if self.feed.slots:
             engine.set_profile(self.feed.intervals())
@@ -529,6 +534,7 @@ class Scheduler:
         self._note_failures(reading)
         self._record(advance, reading)
         self._follow_changes(reading.mono)
+        self._follow_background(advance, reading)
 
         now = self.timeline.last_ts + 1
         decision = self.engine.decide(now)
@@ -668,6 +674,18 @@ class Scheduler:
         if reading.cpu_percent is None:
             return self.smoother.value
         return self.smoother.add(reading.cpu_percent)
+
+    def _follow_background(self, advance: Advance, reading: Reading) -> None:
+        """Plan future seconds for what runs outside the group (docs/planner.md).
+
+        The simulator feeds the same estimate the same way, so a replay shows
+        what the service would do.
+        """
+        if advance.count == 0:
+            return
+        estimate = self.background.add(self.timeline.last_ts, reading.outside_percent)
+        if self.engine.set_background(estimate):
+            self._rebuilt = True
 
     # Changes from outside -------------------------------------------------------
 
@@ -836,6 +854,7 @@ class Scheduler:
             degraded_reason=self.backend.degraded_reason,
             bound=policy.bound,
             floor=policy.floor,
+            background=self.background.value if self._controlled() else None,
             reservation=slot.name if slot else None,
             read_failures=dict(self.sampler.failure_streaks),
         )

@@ -11,7 +11,10 @@ Each simulated second the engine decides a whole-machine cap; the managed
 group may use the cap minus the background (the controller subtracts what
 runs outside the group, and the simulator lets it know the background of
 the current second exactly); the whole machine then uses the served demand
-plus the background, and that is what the engine records.
+plus the background, and that is what the engine records. After each
+second the background feeds the same :class:`BackgroundEstimate` the service
+keeps, and the engine plans future seconds for it as in the service
+(:meth:`Engine.set_background`).
 
 Unserved demand is lost (``drop``) or queued and served as soon as the cap
 allows (``defer``). The windows start empty: the machine was idle before
@@ -36,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from scheduling.background import BackgroundEstimate
 from scheduling.engine import Engine, limits_from_params
 
 logger = logging.getLogger(__name__)
@@ -333,6 +337,7 @@ def _replay(
     cap_for = engine.cap_for
     record = engine.record
     policy = engine.policy
+    follow = _background_follower(engine, runs)
     demanded = served_total = backlog = 0.0
     below = 0
     i = 0
@@ -351,6 +356,8 @@ def _replay(
                 backlog = pending - served
             use = served + bg
             record(t, use)
+            if follow is not None:
+                follow(t, bg)
             demand_out[i] = want
             cap_out[i] = cap
             usage_out[i] = use
@@ -359,6 +366,26 @@ def _replay(
             t += 1
         demanded += want * seconds
     return demand_out, cap_out, usage_out, (demanded, served_total, backlog, below)
+
+
+def _background_follower(engine: Engine, runs: list[tuple[float, float, int]]) -> Any:
+    """The per-second background step of the service, or None when idle.
+
+    The estimate never exceeds the largest background, and an estimate at
+    or below the floor never raises the plan, so without such background the
+    replay skips the estimate and stays as fast as before.
+    """
+    top = max((bg for _, bg, _ in runs), default=0.0)
+    if top <= engine.planner.limits.floor:
+        return None
+    estimate = BackgroundEstimate()
+    add = estimate.add
+    set_background = engine.set_background
+
+    def follow(ts: int, bg: float) -> None:
+        set_background(add(ts, bg))
+
+    return follow
 
 
 def _summary(

@@ -126,3 +126,24 @@ def test_alerts_enabled_off_silences_every_rule() -> None:
     alerts.evaluate(healthy(write_error="boom", memory_percent=99.0), now=0)
 
     assert recorder.raised == []
+
+
+def test_a_background_above_the_bound_raises_a_critical_quota_alert() -> None:
+    alerts, recorder = rules()
+
+    alerts.evaluate(healthy(bound=40.0, background=12.5), now=0)
+    alerts.evaluate(healthy(bound=9.0, background=12.5), now=1)
+
+    assert len(recorder.raised) == 1
+    key, severity, message = recorder.raised[0]
+    assert (key, severity) == ("quota.background", "critical")
+    assert "outside the managed group use 12.5 %" in message
+    assert "more than the 9.0 % the rules sustain" in message
+
+
+def test_an_unknown_background_raises_nothing() -> None:
+    alerts, recorder = rules()
+
+    alerts.evaluate(healthy(bound=0.0, floor=0.0, background=None), now=0)
+
+    assert recorder.raised == []

@@ -1,9 +1,12 @@
 """The O(1) planner against brute force over random histories and profiles."""
 
+from itertools import accumulate
+from operator import sub
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduling.planner import SCALE, Limits, Planner, quantize
+from scheduling.planner import SCALE, Limits, Planner, _levels, _profile, quantize
 
 NOW = 1_000_000
 
@@ -321,3 +324,95 @@ def test_an_interval_fits_exactly_when_brute_force_says_so(
     if check.max_percent < 100:
         above = (extra[0], extra[1], check.max_percent + 0.01)
         assert not brute_fits(limits, known, intervals, NOW, above)
+
+
+def old_worst_window(past, profile, first, now, end, w, budget):
+    """The window scan the planner used before its piecewise scan."""
+    series = past + profile.series(max(first, now), end + w - 1)
+    prefix = list(accumulate(series, initial=0))
+    sums = list(map(sub, prefix[w:], prefix[:-w]))
+    worst = max(sums)
+    return worst - budget, first + sums.index(worst)
+
+
+def old_excess(planner, start, end, percent, rule):
+    """Worst excess of one rule, every window summed from a fresh series."""
+    limits = planner.limits
+    floor = planner.plan_floor
+    pieces = _levels([*planner._intervals, (start, end, percent)], floor)
+    if rule == "avg":
+        profile = _profile(pieces, floor, quantize)
+        w, budget = limits.avg_window_s, limits.avg_budget_units
+        stored = [quantize(u) for u in planner.avg.values()]
+    else:
+        threshold = limits.peak_threshold
+        profile = _profile(pieces, floor, lambda level: int(level >= threshold))
+        w, budget = limits.peak_window_s, limits.peak_budget_effective
+        stored = list(planner.peak.bits())
+    first = start - w + 1
+    past = stored[len(stored) - (planner.now - first) :] if first < planner.now else []
+    return old_worst_window(past, profile, first, planner.now, end, w, budget)
+
+
+def old_check(planner, start, end, percent):
+    """``(ok, excesses, windows, max_percent)`` by the former full bisection."""
+    start = max(start, planner.now)
+    avg = old_excess(planner, start, end, percent, "avg")
+    peak = old_excess(planner, start, end, percent, "peak")
+    top = max(planner._levels.series(start, end)) / 1e6
+    threshold = planner.limits.peak_threshold
+    base_peak_ok = old_excess(planner, start, end, 0.0, "peak")[0] <= 0
+
+    def fits(p):
+        if old_excess(planner, start, end, p, "avg")[0] > 0:
+            return False
+        if top + p < threshold:
+            return base_peak_ok
+        return old_excess(planner, start, end, p, "peak")[0] <= 0
+
+    low, high = 0, 10_000
+    if fits(0.0):
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if fits(mid / 100) else (low, mid - 1)
+    return avg, peak, low / 100
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    limits=limits_strategy,
+    history=st.lists(cpu, max_size=250),
+    intervals=st.lists(interval, max_size=3),
+    extra=interval.filter(lambda iv: iv[1] > NOW),
+)
+def test_the_fast_check_equals_the_former_full_search(
+    limits, history, intervals, extra
+):
+    planner = Planner(limits, NOW, history)
+    planner.set_profile(intervals)
+    start, end, percent = extra
+
+    check = planner.check_interval(start, end, percent)
+    quick = planner.check_interval(start, end, percent, want_max=False)
+
+    (avg, avg_k), (peak, peak_k), fits = old_check(planner, start, end, percent)
+    assert check.max_percent == fits
+    assert check.ok is (avg <= 0 and peak <= 0)
+    assert quick.ok is check.ok
+    assert quick.max_percent == (None if check.ok else fits)
+    if avg > 0:
+        assert (check.rule, check.window_start) == ("average", avg_k)
+        assert check.shortfall_cpu_s == avg / SCALE / 100.0
+    elif peak > 0:
+        assert (check.rule, check.window_start) == ("peak", peak_k)
+        assert check.peak_excess_s == peak
+
+
+def test_a_fitting_slot_skips_the_search_when_the_caller_needs_no_maximum():
+    limits = Limits(avg_window_s=100, avg_limit=30.0, floor=0.0, safety_margin=0.0)
+    planner = Planner(limits, NOW, [20.0] * 50)
+
+    check = planner.check_interval(NOW + 10, NOW + 30, 100.0, want_max=False)
+
+    assert check.ok is True
+    assert check.max_percent is None

@@ -523,3 +523,40 @@ def test_a_clock_step_while_stopped_counts_the_seconds_that_really_passed() -> N
 
     assert "gap of 20 s filled from the counters (70.0 %)" in summary
     assert again.history.values()[-21:] == pytest.approx([10.0] + [70.0] * 20)
+
+
+@pytest.mark.django_db
+def test_future_seconds_are_planned_for_the_use_outside_the_group() -> None:
+    rig = Rig(short(database__batch_size=1000))
+    rig.scheduler.start()
+
+    for _ in range(61):
+        rig.tick(percent=30.0, group=18.0)
+
+    planner = rig.scheduler.engine.planner
+    # The plan follows the estimate as it rose through the first minute, and
+    # assumes up to the headroom (0.5 points) more than the estimate.
+    assert rig.scheduler.background.value == pytest.approx(12.0, abs=0.01)
+    assert 12.0 <= planner.plan_floor <= 12.5
+    assert planner.floor_now() == 5.0
+
+
+@pytest.mark.django_db
+def test_a_reload_keeps_planning_for_the_use_outside_the_group() -> None:
+    rig = Rig(short(database__batch_size=1000))
+    rig.scheduler.start()
+    for _ in range(61):
+        rig.tick(percent=30.0, group=18.0)
+    before = rig.scheduler.engine
+
+    Parameter.objects.create(key="scheduler.mode", value="balanced")
+    Revision.bump("config")
+    for key, value in short().items():
+        if key != "scheduler.mode":
+            Parameter.objects.update_or_create(
+                key=key, defaults={"value": str(value).lower()}
+            )
+    rig.tick(percent=30.0, group=18.0)
+
+    assert rig.scheduler.engine is not before
+    assert rig.scheduler.engine.planner.plan_floor == pytest.approx(12.5, abs=0.01)

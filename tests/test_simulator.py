@@ -155,12 +155,59 @@ def test_background_use_is_subtracted_from_the_group_cap():
     assert min(result.usage) == 10.0
 
 
-def test_background_above_the_floor_can_break_the_rule_and_shows():
-    params = {**SHORT, "scheduler.mode": "aggressive", "limits.absolute_min_cpu": 5.0}
+@pytest.mark.parametrize("mode", ["aggressive", "balanced", "conservative"])
+def test_background_above_the_floor_never_breaks_the_rule(mode):
+    params = {**SHORT, "scheduler.mode": mode, "limits.absolute_min_cpu": 5.0}
 
     result = simulate(background_trace(), params)
 
-    # The planner kept only 5 % for each future second; 10 % ran anyway.
+    # Before the planner followed the background it kept only the 5 % floor
+    # for each future second while 10 % ran anyway: the window went over.
+    assert result.summary.break_s == 0
+    assert result.summary.max_avg_mean <= 30.0
+    assert min(result.usage) >= 10.0
+
+
+@pytest.mark.parametrize("mode", ["aggressive", "balanced", "conservative"])
+@pytest.mark.parametrize("model", ["drop", "defer"])
+def test_a_steady_background_of_12_percent_keeps_short_windows_in_the_rules(
+    mode, model
+):
+    trace = parse_trace(
+        [
+            "timestamp,cpu_percent,background_percent\n",
+            "2024-01-01T00:00:00Z,100,12\n",
+            "2024-01-01T02:00:00Z,100,12\n",
+        ]
+    )
+    params = {
+        **SHORT,
+        "limits.avg_window_hours": 600 / 3600,
+        "scheduler.mode": mode,
+        "limits.absolute_min_cpu": 5.0,
+    }
+
+    result = simulate(trace, params, demand_model=model)
+
+    assert result.summary.break_s == 0
+    assert result.summary.max_avg_mean <= 30.0
+    # The budget is still spent: the group gets what the background leaves.
+    assert result.summary.max_avg_mean > 29.0
+
+
+def test_without_following_the_background_the_same_trace_breaks_the_rule():
+    # The proof that the test above tests something: an engine that is told
+    # nothing about the background (as before) lets the window go over.
+    from scheduling import simulator
+
+    params = {**SHORT, "scheduler.mode": "aggressive", "limits.absolute_min_cpu": 5.0}
+    original = simulator._background_follower
+    simulator._background_follower = lambda engine, runs: None
+    try:
+        result = simulate(background_trace(), params)
+    finally:
+        simulator._background_follower = original
+
     assert result.summary.avg_break_s > 0
     assert result.summary.max_avg_mean > 30.0
 
