@@ -4,33 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timestamp', models.DateTimeField(db_index=True)),
-                ('last_seen', models.DateTimeField()),
-                ('key', models.CharField(db_index=True, max_length=200)),
-                ('alert_type', models.CharField(db_index=True, max_length=50)),
-                ('severity', models.CharField(choices=[('info', 'info'), ('warning', 'warning'), ('critical', 'critical'), ('emergency', 'emergency')], db_index=True, max_length=10)),
-                ('message', models.TextField()),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('count', models.PositiveIntegerField(default=1)),
-                ('acknowledged', models.BooleanField(db_index=True, default=False)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_by', models.CharField(blank=True, max_length=150)),
-                ('resolved', models.BooleanField(db_index=True, default=False)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("timestamp", models.DateTimeField(db_index=True)),
+                ("last_seen", models.DateTimeField()),
+                ("key", models.CharField(db_index=True, max_length=200)),
+                ("alert_type", models.CharField(db_index=True, max_length=50)),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[
+                            ("info", "info"),
+                            ("warning", "warning"),
+                            ("critical", "critical"),
+                            ("emergency", "emergency"),
+                        ],
+                        db_index=True,
+                        max_length=10,
+                    ),
+                ),
+                ("message", models.TextField()),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("count", models.PositiveIntegerField(default=1)),
+                ("acknowledged", models.BooleanField(db_index=True, default=False)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("acknowledged_by", models.CharField(blank=True, max_length=150)),
+                ("resolved", models.BooleanField(db_index=True, default=False)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-timestamp'],
+                "ordering": ["-timestamp"],
             },
         ),
     ]

@@ -4,61 +4,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='LiveState',
+            name="LiveState",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
-                ('updated_at', models.DateTimeField()),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('data', models.JSONField(default=dict)),
+                (
+                    "id",
+                    models.PositiveSmallIntegerField(
+                        default=1, primary_key=True, serialize=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField()),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                ("data", models.JSONField(default=dict)),
             ],
         ),
         migrations.CreateModel(
-            name='Sample',
+            name="Sample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timestamp', models.DateTimeField(unique=True)),
-                ('cpu_usage', models.FloatField()),
-                ('memory_usage', models.FloatField(default=0)),
-                ('disk_io_read', models.FloatField(default=0, help_text='bytes per second')),
-                ('disk_io_write', models.FloatField(default=0, help_text='bytes per second')),
-                ('network_in', models.FloatField(default=0, help_text='bytes per second')),
-                ('network_out', models.FloatField(default=0, help_text='bytes per second')),
-                ('group_cpu', models.FloatField(blank=True, null=True)),
-                ('cpu_limit', models.FloatField(blank=True, null=True)),
-                ('is_peak', models.BooleanField(default=False)),
-                ('source', models.CharField(choices=[('measured', 'measured'), ('filled', 'filled from cumulative counters'), ('assumed', 'assumed across a reboot')], default='measured', max_length=10)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("timestamp", models.DateTimeField(unique=True)),
+                ("cpu_usage", models.FloatField()),
+                ("memory_usage", models.FloatField(default=0)),
+                (
+                    "disk_io_read",
+                    models.FloatField(default=0, help_text="bytes per second"),
+                ),
+                (
+                    "disk_io_write",
+                    models.FloatField(default=0, help_text="bytes per second"),
+                ),
+                (
+                    "network_in",
+                    models.FloatField(default=0, help_text="bytes per second"),
+                ),
+                (
+                    "network_out",
+                    models.FloatField(default=0, help_text="bytes per second"),
+                ),
+                ("group_cpu", models.FloatField(blank=True, null=True)),
+                ("cpu_limit", models.FloatField(blank=True, null=True)),
+                ("is_peak", models.BooleanField(default=False)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("measured", "measured"),
+                            ("filled", "filled from cumulative counters"),
+                            ("assumed", "assumed across a reboot"),
+                        ],
+                        default="measured",
+                        max_length=10,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['timestamp'],
+                "ordering": ["timestamp"],
             },
         ),
         migrations.CreateModel(
-            name='SampleAggregate',
+            name="SampleAggregate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timestamp', models.DateTimeField(unique=True)),
-                ('seconds', models.PositiveIntegerField()),
-                ('cpu_usage', models.FloatField(help_text='mean')),
-                ('cpu_max', models.FloatField()),
-                ('peak_seconds', models.PositiveIntegerField()),
-                ('memory_usage', models.FloatField(default=0)),
-                ('disk_io_read', models.FloatField(default=0)),
-                ('disk_io_write', models.FloatField(default=0)),
-                ('network_in', models.FloatField(default=0)),
-                ('network_out', models.FloatField(default=0)),
-                ('cpu_limit', models.FloatField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("timestamp", models.DateTimeField(unique=True)),
+                ("seconds", models.PositiveIntegerField()),
+                ("cpu_usage", models.FloatField(help_text="mean")),
+                ("cpu_max", models.FloatField()),
+                ("peak_seconds", models.PositiveIntegerField()),
+                ("memory_usage", models.FloatField(default=0)),
+                ("disk_io_read", models.FloatField(default=0)),
+                ("disk_io_write", models.FloatField(default=0)),
+                ("network_in", models.FloatField(default=0)),
+                ("network_out", models.FloatField(default=0)),
+                ("cpu_limit", models.FloatField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['timestamp'],
+                "ordering": ["timestamp"],
             },
         ),
     ]

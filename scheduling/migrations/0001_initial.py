@@ -4,47 +4,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Decision',
+            name="Decision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timestamp', models.DateTimeField(db_index=True)),
-                ('cpu_limit', models.FloatField(help_text='cap for the whole machine, %')),
-                ('group_limit', models.FloatField(blank=True, null=True)),
-                ('bound', models.FloatField(blank=True, null=True)),
-                ('avg_12h', models.FloatField(blank=True, null=True)),
-                ('avg_quota_remaining', models.FloatField(blank=True, null=True)),
-                ('peak_24h', models.FloatField(blank=True, null=True)),
-                ('peak_quota_remaining', models.FloatField(blank=True, null=True)),
-                ('available_quota', models.FloatField(blank=True, null=True)),
-                ('reservation_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('action', models.CharField(choices=[('increase', 'increase'), ('decrease', 'decrease'), ('maintain', 'maintain')], max_length=10)),
-                ('tier', models.CharField(blank=True, max_length=20)),
-                ('reason', models.TextField(blank=True)),
-                ('scheduler_mode', models.CharField(blank=True, max_length=20)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("timestamp", models.DateTimeField(db_index=True)),
+                (
+                    "cpu_limit",
+                    models.FloatField(help_text="cap for the whole machine, %"),
+                ),
+                ("group_limit", models.FloatField(blank=True, null=True)),
+                ("bound", models.FloatField(blank=True, null=True)),
+                ("avg_12h", models.FloatField(blank=True, null=True)),
+                ("avg_quota_remaining", models.FloatField(blank=True, null=True)),
+                ("peak_24h", models.FloatField(blank=True, null=True)),
+                ("peak_quota_remaining", models.FloatField(blank=True, null=True)),
+                ("available_quota", models.FloatField(blank=True, null=True)),
+                (
+                    "reservation_id",
+                    models.CharField(blank=True, db_index=True, max_length=64),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("increase", "increase"),
+                            ("decrease", "decrease"),
+                            ("maintain", "maintain"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("tier", models.CharField(blank=True, max_length=20)),
+                ("reason", models.TextField(blank=True)),
+                ("scheduler_mode", models.CharField(blank=True, max_length=20)),
             ],
             options={
-                'ordering': ['-timestamp'],
+                "ordering": ["-timestamp"],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timestamp', models.DateTimeField(db_index=True)),
-                ('kind', models.CharField(db_index=True, max_length=40)),
-                ('message', models.TextField()),
-                ('details', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("timestamp", models.DateTimeField(db_index=True)),
+                ("kind", models.CharField(db_index=True, max_length=40)),
+                ("message", models.TextField()),
+                ("details", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'ordering': ['-timestamp'],
+                "ordering": ["-timestamp"],
             },
         ),
     ]
