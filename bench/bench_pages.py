@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from bench import benchdoc  # noqa: E402
 from tests.browser.conftest import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -148,15 +148,7 @@ def report(results: dict[str, dict[str, list]], runs: int) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) only the Pages section of docs/benchmarks.md."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        DOC.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    tail = "" if end < 0 else old[end + 1 :]
-    DOC.write_text(old[:start] + text + ("\n" + tail if tail else ""))
+    benchdoc.write_section(SECTION, text, DOC)
 
 
 def main() -> int:

@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import benchdoc  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## runscheduler"
@@ -278,15 +281,7 @@ def report(
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) only the runscheduler section of docs/benchmarks.md."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        DOC.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    tail = "" if end < 0 else old[end + 1 :]
-    DOC.write_text(old[:start] + text + ("\n" + tail if tail else ""))
+    benchdoc.write_section(SECTION, text, DOC)
 
 
 def main() -> None:

@@ -49,6 +49,9 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import benchdoc  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Web"
@@ -411,15 +414,7 @@ def report(push: dict, history: list[dict], insert_s: float, load: str) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) only the Web section of docs/benchmarks.md."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        DOC.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    tail = "" if end < 0 else old[end + 1 :]
-    DOC.write_text(old[:start] + text + ("\n" + tail if tail else ""))
+    benchdoc.write_section(SECTION, text, DOC)
 
 
 SERVER: subprocess.Popen

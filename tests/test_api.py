@@ -7,29 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
 from cpusched import config, runtime
 from cpusched.apikeys import create_key
 from cpusched.models import Parameter, ParameterChange
-from monitoring.history import cache as history_cache
 from monitoring.models import LiveState, Sample, SampleAggregate
 
 pytestmark = pytest.mark.django_db
 
 DAY = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    runtime.forget()
-    cache.clear()
-    history_cache.clear()
-    yield
-    runtime.forget()
-    history_cache.clear()
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from cpusched import auth, config, runtime
+from cpusched import auth, config
 from cpusched.apikeys import create_key
 from cpusched.models import Parameter
 
@@ -20,14 +19,6 @@ pytestmark = pytest.mark.django_db
 
 # A CSRF secret in the cookie's format; the header may carry it unmasked.
 CSRF = "abcdefghijklmnopqrstuvwxyzABCDEF"
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    runtime.forget()
-    cache.clear()
-    yield
-    runtime.forget()
 
 
 @pytest.fixture

@@ -6,28 +6,19 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.service import raise_alert
-from cpusched import config, runtime
+from cpusched import config
 from cpusched.apikeys import create_key
 from monitoring import live
 from monitoring.broadcaster import broadcaster
 from monitoring.models import LiveState
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    runtime.forget()
-    cache.clear()
-    yield
-    runtime.forget()
 
 
 def write_live(age_s: float = 0.0, **data: object) -> None:

@@ -7,13 +7,12 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
 from alerts.models import Alert
-from cpusched import config, runtime
+from cpusched import config
 from cpusched.models import Parameter, ParameterChange
 from monitoring.models import LiveState
 
@@ -30,15 +29,6 @@ PAGES = [
     "/dashboard/resources/?range=6h",
 ]
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    """Each test starts with no request counted and no parameters cached."""
-    cache.clear()
-    runtime.forget()
-    yield
-    runtime.forget()
 
 
 @pytest.fixture

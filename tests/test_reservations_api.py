@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.test import Client
 
-from cpusched import runtime
 from cpusched.apikeys import create_key
 from cpusched.models import Revision
 from reservations.models import Reservation
@@ -19,14 +17,6 @@ from reservations.models import Reservation
 pytestmark = pytest.mark.django_db
 
 URL = "/api/reservations"
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    runtime.forget()
-    cache.clear()
-    yield
-    runtime.forget()
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.test import Client
 
-from cpusched import runtime
 from monitoring.models import Sample
 from reservations import service
 from reservations.models import Reservation
@@ -20,14 +18,6 @@ from reservations.service import Draft
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    runtime.forget()
-    cache.clear()
-    yield
-    runtime.forget()
 
 
 @pytest.fixture
