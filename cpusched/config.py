@@ -362,7 +362,8 @@ def effective(use_database: bool = True) -> dict[str, Effective]:
     if use_database:
         database = _typed_layer(_known(read_database()), "the database")
         layers.append(("database", database, "database"))
-    layers.append(("file", _typed_layer(read_file(), "config.ini"), "config.ini"))
+    file_values = _typed_layer(read_file(), str(config_file_path()))
+    layers.append(("file", file_values, "config.ini"))
     environment = _typed_layer(read_environment(), "the environment")
     layers.append(("environment", environment, "environment"))
     for source, values, _ in layers:
@@ -371,7 +372,32 @@ def effective(use_database: bool = True) -> dict[str, Effective]:
             if source == "file":
                 origin = str(config_file_path())
             result[key] = Effective(key, value, source, origin)
+    _check_locked_relations(result)
     return result
+
+
+def _check_locked_relations(result: Mapping[str, Effective]) -> None:
+    """Refuse a file or environment that breaks a rule between keys.
+
+    Such a value is locked, so it could never be mended from the pages or the
+    API; it is refused at load time like a value of the wrong type. A rule
+    broken by database values alone (possible only after the rules changed)
+    is logged instead, so the configuration can still be repaired.
+    """
+    values = {k: e.value for k, e in result.items()}
+    problems = []
+    for keys, rule in RELATIONS:
+        message = rule(values)
+        if message is None:
+            continue
+        locked = [result[k] for k in keys if result[k].locked]
+        if not locked:
+            logger.warning("Stored configuration breaks a rule: %s", message)
+            continue
+        where = ", ".join(f"{e.key} set in {e.origin}" for e in locked)
+        problems.append(Problem(locked[0].key, locked[0].value, f"{message} ({where})"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _known(raw: Mapping[str, str]) -> dict[str, str]:

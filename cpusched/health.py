@@ -1,7 +1,8 @@
 """``GET /health``: is the database answering and the scheduler alive?
 
 Always open (monitors and load balancers carry no credentials) and never
-rate limited. 200 when both are fine; 503 when the database fails or the
+rate limited. 200 when all are fine; 503 when the database fails, the
+environment or config.ini cannot be read, or the
 scheduler's heartbeat (the live-state row it rewrites every second) is
 missing or older than :data:`monitoring.live.STALE_AFTER_S`. The body says
 which, for an operator reading it by hand; it reveals no configuration.
@@ -17,6 +18,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from cpusched import config
+from cpusched.config import ConfigError
 from monitoring import live
 
 logger = logging.getLogger(__name__)
@@ -27,11 +30,13 @@ logger = logging.getLogger(__name__)
 def health(request: HttpRequest) -> JsonResponse:
     database, row = _check_database()
     scheduler = _check_scheduler(row) if database["ok"] else _unknown_scheduler()
-    healthy = database["ok"] and scheduler["ok"]
+    configuration = _check_configuration()
+    healthy = database["ok"] and scheduler["ok"] and configuration["ok"]
     body = {
         "status": "ok" if healthy else "unhealthy",
         "database": database,
         "scheduler": scheduler,
+        "configuration": configuration,
     }
     return JsonResponse(body, status=200 if healthy else 503)
 
@@ -68,6 +73,18 @@ def _check_scheduler(row: Any) -> dict[str, Any]:
     elif not running:
         result["error"] = f"heartbeat is {age:.0f} s old: runscheduler stopped or stuck"
     return result
+
+
+def _check_configuration() -> dict[str, Any]:
+    """Can the environment and config.ini be read? (Keys only, no values.)"""
+    try:
+        config.effective()
+    except DatabaseError:
+        return {"ok": True, "error": "not checked: database unavailable"}
+    except ConfigError as exc:
+        keys = sorted({p.key for p in exc.problems})
+        return {"ok": False, "error": f"configuration refused for {', '.join(keys)}"}
+    return {"ok": True}
 
 
 def _unknown_scheduler() -> dict[str, Any]:

@@ -141,6 +141,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A bad environment or config.ini: a 503 naming it, not a bare 500.
+    "cpusched.errors.ConfigErrorMiddleware",
 ]
 
 ROOT_URLCONF = "cpusched.urls"
@@ -208,6 +210,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+# Made here so WhiteNoise finds it before the first collectstatic.
+STATIC_ROOT.mkdir(exist_ok=True)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

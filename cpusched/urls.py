@@ -16,3 +16,5 @@ urlpatterns = [
     path("", include("cpusched.urls_web")),
     path("", include("monitoring.urls")),
 ]
+
+handler400 = "cpusched.errors.bad_request"

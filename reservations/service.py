@@ -11,7 +11,9 @@ planner (:mod:`reservations.feasibility`). Every change bumps the
 
 Conflicts and feasibility look one year ahead (:data:`HORIZON_S`); a rule
 that runs longer repeats the same pattern of days, so later overlaps are the
-ones already seen, except for patterns longer than a year (documented).
+ones already seen, except for patterns longer than a year (documented). A
+reservation whose first (or next) slot starts beyond that horizon could not
+be checked, so it is refused with a message naming the limit.
 
 Errors: :class:`ReservationError` carries the :class:`Problem` list of a
 refused review.
@@ -52,8 +54,10 @@ from scheduling.planner import Planner
 
 logger = logging.getLogger(__name__)
 
-HORIZON_S = 366 * 86_400
-"""How far ahead conflicts and feasibility are checked."""
+HORIZON_DAYS = 366
+HORIZON_S = HORIZON_DAYS * 86_400
+"""How far ahead conflicts and feasibility are checked, and how far ahead a
+reservation may start."""
 
 REVISION = "reservations"
 FIELDS = (
@@ -258,7 +262,7 @@ def review(
     params = current_params() if params is None else params
     report = Report()
 
-    _check_fields(draft, params, report)
+    _check_fields(draft, params, now, report)
     if not report.ok:
         return report
 
@@ -267,6 +271,9 @@ def review(
     report.upcoming = upcoming[:50]
     _note_adjustments(upcoming, report)
     if not upcoming and _times_changed(draft, original):
+        _check_next_slot(series, now, report)
+        if not report.ok:
+            return report
         end = last_end(series) or int(draft.end_time.timestamp())
         report.refuse(
             "end_time",
@@ -287,10 +294,16 @@ def review(
     return report
 
 
-def _check_fields(draft: Draft, params: Mapping[str, Any], report: Report) -> None:
+def _check_fields(
+    draft: Draft, params: Mapping[str, Any], now: int, report: Report
+) -> None:
     if not (draft.name or "").strip():
         report.refuse("name", "A name is required")
     _check_times(draft, params, report)
+    if not _check_horizon(draft, now, report):
+        # Later checks convert the start to local time, which overflows
+        # for a start near the year 9999.
+        return
     _check_percent(draft, params, report)
     if not isinstance(draft.priority, int) or not 1 <= draft.priority <= 10:
         report.refuse(
@@ -322,6 +335,52 @@ def _check_times(draft: Draft, params: Mapping[str, Any], report: Report) -> Non
             f"{shortest:g} minutes (reservation.min_duration) to {longest:g} hours "
             "(reservation.max_duration)",
         )
+
+
+def _check_horizon(draft: Draft, now: int, report: Report) -> bool:
+    """Refuse a first slot starting beyond the horizon; True when it is within."""
+    start = int(draft.start_time.timestamp())
+    if start < now + HORIZON_S:
+        return True
+    report.refuse(
+        "start_time", _beyond_horizon("Starts", start, now, draft.time_zone)
+    )
+    return False
+
+
+def _check_next_slot(series: Series, now: int, report: Report) -> None:
+    """Refuse a series begun earlier whose next slot is beyond the horizon
+    (a long INTERVAL), rather than calling it ended."""
+    try:
+        following = next(iterate(series, now), None)
+    except (OverflowError, ValueError):
+        return  # the rule runs past the year 9999: treat it as ended
+    if following is None or following.start < now + HORIZON_S:
+        return
+    report.refuse(
+        "start_time",
+        _beyond_horizon(
+            "The next slot starts", following.start, now, series.time_zone
+        ),
+    )
+
+
+def _beyond_horizon(what: str, start: int, now: int, tz_name: str) -> str:
+    limit = now + HORIZON_S
+    return (
+        f"{what} on {_day(start, tz_name)}, {HORIZON_DAYS} days or more ahead: "
+        f"reservations can be made at most {HORIZON_DAYS} days ahead (a slot "
+        f"must start before {_day(limit, tz_name)} {local(limit, tz_name):%H:%M})"
+    )
+
+
+def _day(ts: int, tz_name: str) -> str:
+    """The local date of ``ts``; the UTC date when local time would pass the
+    year 9999."""
+    try:
+        return f"{local(ts, tz_name):%Y-%m-%d}"
+    except OverflowError:
+        return f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%d} (UTC)"
 
 
 def _duration(seconds: int) -> str:

@@ -11,13 +11,22 @@ an operator) is noticed within a second, rewritten and recorded as
 "reverted". A failed write is reported with the backend's advice, retried
 next tick, and never assumed: :attr:`GroupControl.enforced` is always what
 the kernel reported last, or None when even reading failed.
+
+Only one scheduler may control a group: :func:`take_lock` holds an exclusive
+``flock`` for the life of the process (see :func:`group_lock_path`). The
+kernel drops the lock when the process dies, however it dies, so a lock file
+left behind never blocks the next start.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scheduling.cgroups import Applied, Backend, CgroupError
@@ -34,6 +43,9 @@ DRIFT_TOLERANCE = 0.05
 quota to whole microseconds) before it counts as changed by someone else."""
 
 EventSink = Callable[[str, str, dict[str, Any]], None]
+
+LOCK_DIRS = (Path("/run/lock"), Path("/tmp"))
+"""Where per-group locks live: shared by every checkout on the machine."""
 
 
 @dataclass(frozen=True)
@@ -170,3 +182,106 @@ class GroupControl:
         except CgroupError as err:
             logger.debug("Reading the group cap failed: %s", err)
             return None
+
+
+# One scheduler per data directory and per group ------------------------------
+
+
+class AlreadyRunning(Exception):
+    """Another process holds the lock; ``pid`` is what it wrote, if readable."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"{holder}, lock {path}")
+
+
+@dataclass
+class InstanceLock:
+    """An exclusive ``flock`` held until :meth:`release` or process exit."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> InstanceLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def group_lock_path(group: Path, lock_dirs: tuple[Path, ...] = LOCK_DIRS) -> Path:
+    """The lock file for the cgroup directory ``group``.
+
+    Named after the group's absolute path, so two checkouts (different data
+    directories) that manage the same group take the same lock.
+    """
+    name = "cpusched-" + str(group).strip("/").replace("/", "-") + ".lock"
+    for folder in lock_dirs:
+        if folder.is_dir() and os.access(folder, os.W_OK):
+            return folder / name
+    return lock_dirs[-1] / name
+
+
+def take_lock(path: Path) -> InstanceLock:
+    """Lock ``path`` exclusively without waiting and write our PID into it.
+
+    Raises :class:`AlreadyRunning` when another process holds it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _open_lock_file(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = _read_pid(fd)
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise AlreadyRunning(path, holder) from None
+        raise
+    _write_pid(fd, path)
+    return InstanceLock(path, fd)
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) the lock file; read-only when it belongs to another user.
+
+    An existing file is opened without O_CREAT: in a sticky world-writable
+    directory (/run/lock, /tmp) the kernel refuses O_CREAT on another
+    user's file even to root (fs.protected_regular).
+    """
+    flags = os.O_CLOEXEC
+    for _ in range(3):
+        try:
+            return os.open(path, flags | os.O_RDWR)
+        except PermissionError:
+            return os.open(path, flags | os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        try:
+            return os.open(path, flags | os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue  # another starter created it between the two opens
+    return os.open(path, flags | os.O_RDONLY)
+
+
+def _write_pid(fd: int, path: Path) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as err:
+        # The lock holds without it; only the refusal message loses the pid.
+        logger.warning("Could not write the pid into %s: %s", path, err)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

@@ -31,6 +31,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from alerts import service as alerts
 from alerts.rules import AlertRules, Facts
 from cpusched import config
 from cpusched.models import Revision
@@ -53,6 +54,9 @@ PROFILE_REFRESH_S = 60.0
 """The reservation horizon moves: reload the profile at least this often."""
 DISK_CHECK_S = 60.0
 """Seconds between free-disk checks (statvfs; disks fill slowly)."""
+CONFIG_FILE_CHECK_S = 3.0
+"""Seconds between stat() calls on config.ini: a file edit bumps no revision."""
+CONFIG_ALERT = "config.invalid"
 RUN_TIME_EVERY_S = 10.0
 """Seconds between full status computations (see Scheduler._status)."""
 LARGE_GAP_S = 5
@@ -89,6 +93,15 @@ def safe_cap(params: Mapping[str, Any]) -> float:
         return float(params["limits.safe_cap"])
     limit = params["limits.avg_max_usage"]
     return limit * (1 - params["limits.safety_margin"] / 100)
+
+
+def file_signature(path: os.PathLike[str] | str) -> tuple[int, int, int] | None:
+    """What changes when ``path`` is edited or replaced; None when it is absent."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def window_length(params: Mapping[str, Any]) -> int:
@@ -437,6 +450,9 @@ class Scheduler:
         self.summary = ""
         self.last: Tick | None = None
         self._revisions: dict[str, int] = {}
+        self._config_file = file_signature(config.config_file_path())
+        self._config_checked: float | None = None
+        self._config_problem: str | None = None
         self._full_status: tuple[Status | None, float] = (None, 0.0)
         self._rebuilt = True
         self._cap: float | None = None
@@ -692,10 +708,27 @@ class Scheduler:
     def _follow_changes(self, mono: float) -> None:
         """Pick up new parameters and reservations (one query per tick)."""
         revisions = self._poll()
-        if revisions.get("config", 0) != self._revisions.get("config", 0):
-            self._reload()
+        moved = revisions.get("config", 0) != self._revisions.get("config", 0)
+        edited = self._config_file_edited(mono)
+        if (moved or edited) and not self._reload():
+            # The database could not be read: keep the old revision and file
+            # signature so the next check tries again.
+            revisions = dict(self._revisions)
+            self._config_file = None if edited else self._config_file
         self._revisions = revisions or self._revisions
         self._refresh_profile(mono)
+
+    def _config_file_edited(self, mono: float) -> bool:
+        """Whether config.ini changed since the last look (every few seconds)."""
+        checked = self._config_checked
+        if checked is not None and mono - checked < CONFIG_FILE_CHECK_S:
+            return False
+        self._config_checked = mono
+        signature = file_signature(config.config_file_path())
+        if signature == self._config_file:
+            return False
+        self._config_file = signature
+        return True
 
     def _poll(self) -> dict[str, int]:
         # Plain SQL: this runs every second and the ORM would rebuild the
@@ -709,15 +742,24 @@ class Scheduler:
             return dict(self._revisions)
         return {"config": found.get("config", 0), **found}
 
-    def _reload(self) -> None:
+    def _reload(self) -> bool:
+        """Load the parameters again; False when it should be retried."""
         try:
             params = config.snapshot()
-        except Exception as err:  # a bad stored value must not stop control
-            logger.error("Parameters changed but could not be loaded: %s", err)
-            return
+        except config.ConfigError as err:
+            self._config_invalid(err)
+            return True
+        except Exception as err:  # a database hiccup must not stop control
+            logger.error(
+                "Parameters changed but could not be loaded: %s; the last good "
+                "configuration stays in force and the load is retried",
+                err,
+            )
+            return False
+        self._config_valid()
         changed = sorted(k for k in params if params[k] != self.params.get(k))
         if not changed:
-            return
+            return True
         old, self.params = self.params, params
         for key in RESTART_KEYS:
             if key in changed:
@@ -729,6 +771,39 @@ class Scheduler:
             self.engine = self._engine()
         logger.info("Parameters reloaded: %s", ", ".join(changed))
         self.batcher.event("reload", "Parameters reloaded", {"changed": changed})
+        return True
+
+    def _config_invalid(self, err: config.ConfigError) -> None:
+        """Keep the last good parameters and say loudly what is wrong."""
+        path = config.config_file_path()
+        message = (
+            f"The configuration cannot be loaded ({err}); the last good "
+            f"configuration stays in force. Fix {path} (or the value named) and "
+            "it is re-read within seconds"
+        )
+        if message != self._config_problem:
+            logger.error("%s", message)
+            self.batcher.event("config_invalid", message, {"problems": err.as_dict()})
+        self._config_problem = message
+        details = {"file": str(path), "problems": err.as_dict()}
+        try:
+            alerts.raise_alert(
+                CONFIG_ALERT, "config", "critical", message, details, self.params
+            )
+        except DatabaseError as db_err:
+            self._db_error("record the config.invalid alert", db_err)
+
+    def _config_valid(self) -> None:
+        """The configuration reads cleanly: resolve an earlier config.invalid."""
+        if self._config_problem is None:
+            return
+        try:
+            alerts.resolve_alert(CONFIG_ALERT)
+        except DatabaseError as err:
+            self._db_error("resolve the config.invalid alert", err)
+            return
+        logger.warning("The configuration reads cleanly again; reloaded")
+        self._config_problem = None
 
     def _configure_parts(self, params: Mapping[str, Any]) -> None:
         self.sampler.configure(params)

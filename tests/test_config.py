@@ -610,8 +610,31 @@ def test_a_bad_value_in_config_ini_says_where_it_was_set(layers: Path) -> None:
 
     assert str(caught.value) == (
         "limits.avg_max_usage: 'lots' is refused: "
-        "expected a number from 0.1 to 100 (set in config.ini)"
+        f"expected a number from 0.1 to 100 (set in {layers})"
     )
+
+
+def test_a_file_that_breaks_a_rule_between_keys_is_refused_at_load(
+    layers: Path,
+) -> None:
+    layers.write_text("[limits]\navg_min_usage = 50\n")
+
+    with pytest.raises(ConfigError) as caught:
+        config.effective()
+
+    problem = caught.value.problems[0]
+    assert problem.key == "limits.avg_min_usage"
+    assert "must be below limits.avg_max_usage (30.0)" in problem.message
+    assert f"limits.avg_min_usage set in {layers}" in problem.message
+
+
+def test_an_environment_value_that_breaks_a_rule_is_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CPUSCHED_SCHEDULER_QUOTA_LOW_CPU_LIMIT", "70")
+
+    with pytest.raises(ConfigError, match="CPUSCHED_SCHEDULER_QUOTA_LOW_CPU_LIMIT"):
+        config.effective()
 
 
 def test_a_bad_environment_value_says_where_it_was_set(

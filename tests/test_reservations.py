@@ -151,6 +151,65 @@ def test_a_reservation_ending_in_the_past_is_refused():
     assert "in the past" in errors["end_time"][0]
 
 
+def test_a_reservation_starting_beyond_the_horizon_names_the_limit():
+    d = Draft(
+        name="far",
+        start_time=datetime(2027, 3, 20, 10, 0, tzinfo=UTC),
+        end_time=datetime(2027, 3, 20, 11, 0, tzinfo=UTC),
+        cpu_quota=50.0,
+        time_zone="UTC",
+    )
+
+    errors = refused(d)
+
+    assert errors == {
+        "start_time": [
+            "Starts on 2027-03-20, 366 days or more ahead: reservations can be "
+            "made at most 366 days ahead (a slot must start before 2027-03-11 08:00)"
+        ]
+    }
+
+
+@pytest.mark.parametrize("year", [3000, 9999])
+@pytest.mark.parametrize("rule", ["", "FREQ=DAILY"])
+def test_a_start_in_a_far_year_is_refused_without_overflowing(year, rule):
+    d = Draft(
+        name="far",
+        start_time=datetime(year, 12, 31, 22, 0, tzinfo=UTC),
+        end_time=datetime(year, 12, 31, 23, 0, tzinfo=UTC),
+        cpu_quota=50.0,
+        recurrence=rule,
+        time_zone="Asia/Tokyo",
+    )
+
+    errors = refused(d)
+
+    assert errors["start_time"][0].startswith(f"Starts on {year}-12-31")
+    assert "at most 366 days ahead" in errors["start_time"][0]
+
+
+def test_a_series_whose_next_slot_is_beyond_the_horizon_says_so():
+    d = draft(
+        start=-24 * 10,
+        recurrence="FREQ=MONTHLY;INTERVAL=24",
+        time_zone="UTC",
+    )
+
+    errors = refused(d)
+
+    assert errors["start_time"][0].startswith("The next slot starts on 2028-02-29")
+    assert "in the past" not in errors["start_time"][0]
+
+
+def test_a_reservation_just_inside_the_horizon_is_accepted():
+    start = at(366 * 24 - 2)
+
+    reservation = save(Draft(name="edge", start_time=start, end_time=at(1, start),
+                             cpu_quota=50.0))
+
+    assert reservation.start_time == start
+
+
 # -- conflicts -------------------------------------------------------------------
 
 

@@ -4,6 +4,10 @@ Runs as root (it owns the cgroup). SIGTERM or SIGINT stop it cleanly: the
 samples are flushed, the group is left at the safe cap
 (``limits.safe_cap``), the live state says "stopped", and it exits 0.
 docs/runscheduler.md describes what it does each second.
+
+Only one runscheduler may run per data directory and per cgroup group: each
+is guarded by an exclusive ``flock`` held for the life of the process, and a
+second start is refused before it touches the database or the group.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ import logging
 import os
 import signal
 import threading
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from cpusched import config
 from scheduling.attach import rules_from_params, scan
 from scheduling.cgroups import Backend, CgroupError
+from scheduling.control import AlreadyRunning, InstanceLock, group_lock_path, take_lock
 from scheduling.management.commands.cgroup import add_backend_options, open_configured
 from scheduling.service import Scheduler
 
@@ -45,19 +53,57 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        params = load_params()
-        stop = stop_on_signals()
-        raise_priority()
-        backend = open_configured(options)
-        prepare(backend)
-        stay_outside(backend)
+        with ExitStack() as locks:
+            locks.enter_context(lock_data_dir(Path(settings.DATA_DIR)))
+            params = load_params()
+            stop = stop_on_signals()
+            raise_priority()
+            backend = open_configured(options)
+            if backend.kind != "dry-run":
+                locks.enter_context(lock_group(backend))
+            prepare(backend)
+            stay_outside(backend)
 
-        scheduler = Scheduler(params, backend)
-        scheduler.attach_scan = lambda: attach_by_rules(scheduler, backend)
-        logger.info("Running: %s", scheduler.start())
-        ticks = scheduler.run(stop, options["duration"])
-        scheduler.stop()
+            scheduler = Scheduler(params, backend)
+            scheduler.attach_scan = lambda: attach_by_rules(scheduler, backend)
+            logger.info("Running: %s", scheduler.start())
+            ticks = scheduler.run(stop, options["duration"])
+            scheduler.stop()
         self.stdout.write(f"Stopped after {ticks} ticks")
+
+
+def lock_data_dir(data_dir: Path) -> InstanceLock:
+    """One scheduler per database: a second one would double every sample."""
+    path = data_dir / "run" / "runscheduler.lock"
+    try:
+        return take_lock(path)
+    except AlreadyRunning as held:
+        raise CommandError(
+            f"runscheduler is already running for this data directory "
+            f"{data_dir} ({held}); stop it first"
+        ) from None
+    except OSError as err:
+        raise CommandError(
+            f"Cannot take the lock {path} ({err}); the data directory must be "
+            "writable by the user running runscheduler"
+        ) from err
+
+
+def lock_group(backend: Backend) -> InstanceLock:
+    """One scheduler per group: two would rewrite each other's cap every second."""
+    path = group_lock_path(backend.path)
+    try:
+        return take_lock(path)
+    except AlreadyRunning as held:
+        raise CommandError(
+            f"runscheduler already controls cgroup group {backend.path} ({held}); "
+            "stop it first, or give this one another cgroup.group"
+        ) from None
+    except OSError as err:
+        raise CommandError(
+            f"Cannot take the group lock {path} ({err}); run runscheduler as root "
+            "so it can write to /run/lock"
+        ) from err
 
 
 def load_params() -> dict[str, Any]:
