@@ -342,9 +342,7 @@ def _check_horizon(draft: Draft, now: int, report: Report) -> bool:
     start = int(draft.start_time.timestamp())
     if start < now + HORIZON_S:
         return True
-    report.refuse(
-        "start_time", _beyond_horizon("Starts", start, now, draft.time_zone)
-    )
+    report.refuse("start_time", _beyond_horizon("Starts", start, now, draft.time_zone))
     return False
 
 
@@ -359,9 +357,7 @@ def _check_next_slot(series: Series, now: int, report: Report) -> None:
         return
     report.refuse(
         "start_time",
-        _beyond_horizon(
-            "The next slot starts", following.start, now, series.time_zone
-        ),
+        _beyond_horizon("The next slot starts", following.start, now, series.time_zone),
     )
 
 

@@ -216,12 +216,13 @@ class InstanceLock:
         self.release()
 
 
-def group_lock_path(group: Path, lock_dirs: tuple[Path, ...] = LOCK_DIRS) -> Path:
+def group_lock_path(group: Path, lock_dirs: tuple[Path, ...] | None = None) -> Path:
     """The lock file for the cgroup directory ``group``.
 
     Named after the group's absolute path, so two checkouts (different data
     directories) that manage the same group take the same lock.
     """
+    lock_dirs = lock_dirs or LOCK_DIRS
     name = "cpusched-" + str(group).strip("/").replace("/", "-") + ".lock"
     for folder in lock_dirs:
         if folder.is_dir() and os.access(folder, os.W_OK):

@@ -453,6 +453,7 @@ class Scheduler:
         self._config_file = file_signature(config.config_file_path())
         self._config_checked: float | None = None
         self._config_problem: str | None = None
+        self._reload_pending = False
         self._full_status: tuple[Status | None, float] = (None, 0.0)
         self._rebuilt = True
         self._cap: float | None = None
@@ -492,6 +493,7 @@ class Scheduler:
         self._revisions = self._poll()
         self._refresh_profile(now.mono, force=True)
         self.control.start()
+        self._resolve_config_alert()  # the parameters given were loaded cleanly
 
         self.summary = self._summary(restored)
         self.batcher.event("start", self.summary, {"pid": os.getpid()})
@@ -709,12 +711,9 @@ class Scheduler:
         """Pick up new parameters and reservations (one query per tick)."""
         revisions = self._poll()
         moved = revisions.get("config", 0) != self._revisions.get("config", 0)
-        edited = self._config_file_edited(mono)
-        if (moved or edited) and not self._reload():
-            # The database could not be read: keep the old revision and file
-            # signature so the next check tries again.
-            revisions = dict(self._revisions)
-            self._config_file = None if edited else self._config_file
+        if self._config_file_edited(mono) or moved:
+            # A reload the database refused is tried again at the next file check.
+            self._reload_pending = not self._reload()
         self._revisions = revisions or self._revisions
         self._refresh_profile(mono)
 
@@ -726,7 +725,7 @@ class Scheduler:
         self._config_checked = mono
         signature = file_signature(config.config_file_path())
         if signature == self._config_file:
-            return False
+            return self._reload_pending
         self._config_file = signature
         return True
 
@@ -750,11 +749,12 @@ class Scheduler:
             self._config_invalid(err)
             return True
         except Exception as err:  # a database hiccup must not stop control
-            logger.error(
-                "Parameters changed but could not be loaded: %s; the last good "
-                "configuration stays in force and the load is retried",
-                err,
-            )
+            if not self._reload_pending:
+                logger.error(
+                    "Parameters changed but could not be loaded: %s; the last "
+                    "good configuration stays in force and the load is retried",
+                    err,
+                )
             return False
         self._config_valid()
         changed = sorted(k for k in params if params[k] != self.params.get(k))
@@ -795,15 +795,18 @@ class Scheduler:
 
     def _config_valid(self) -> None:
         """The configuration reads cleanly: resolve an earlier config.invalid."""
-        if self._config_problem is None:
+        if self._config_problem is None or not self._resolve_config_alert():
             return
+        logger.warning("The configuration reads cleanly again; reloaded")
+        self._config_problem = None
+
+    def _resolve_config_alert(self) -> bool:
         try:
             alerts.resolve_alert(CONFIG_ALERT)
         except DatabaseError as err:
             self._db_error("resolve the config.invalid alert", err)
-            return
-        logger.warning("The configuration reads cleanly again; reloaded")
-        self._config_problem = None
+            return False
+        return True
 
     def _configure_parts(self, params: Mapping[str, Any]) -> None:
         self.sampler.configure(params)

@@ -21,7 +21,12 @@ allows (``defer``). The windows start empty: the machine was idle before
 the trace. Rule breaks are recomputed from the usage timeline by
 :func:`check_rules`, which shares no code with the planner.
 
-Errors: :class:`TraceError` (bad input, naming the line).
+Every simulated second costs memory (the timeline arrays and the windows),
+so a trace may span at most :data:`MAX_DAYS` days unless the caller allows
+more (:func:`check_span`, ``--max-days``): two rows a year apart would
+otherwise take about 600 MB before anything is printed.
+
+Errors: :class:`TraceError` (bad input, naming the file and the line).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ COLUMNS = ("timestamp", "cpu_percent", "background_percent")
 DEMAND_MODELS = ("drop", "defer")
 CHECK_UNITS = 1_000_000
 """Units per percent in :func:`check_rules`: exact integer window sums."""
+MAX_DAYS = 120.0
+"""Default longest span a replay accepts (``--max-days``), in days."""
 
 
 class TraceError(ValueError):
@@ -62,6 +69,8 @@ class Trace:
     demand: list[float]
     background: list[float] | None = None
     source: str = "trace"
+    lines: list[int] = field(default_factory=list)
+    """The file line of each row (empty for a trace built in code)."""
 
     def hold_last_s(self) -> int:
         """How long the last row holds: the median interval (1 s if alone)."""
@@ -120,14 +129,79 @@ def parse_trace(
     background = (
         [r.background for r in rows] if "background_percent" in columns else None
     )
-    return Trace([r.ts for r in rows], [r.cpu for r in rows], background, source)
+    return Trace(
+        [r.ts for r in rows],
+        [r.cpu for r in rows],
+        background,
+        source,
+        [r.line for r in rows],
+    )
 
 
 def load_trace(path: str | Path, *, sort: bool = False, dedup: bool = False) -> Trace:
-    """Read a trace file (see :func:`parse_trace`)."""
+    """Read a trace file (see :func:`parse_trace`).
+
+    A missing file, a directory or text that is not UTF-8 raise
+    :class:`TraceError`; other ``OSError`` pass through.
+    """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return parse_trace(handle, sort=sort, dedup=dedup, source=path.name)
+    if not path.exists():
+        raise TraceError(f"Trace file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise TraceError(f"Trace {str(path)!r} is a directory, expected a CSV file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return parse_trace(handle, sort=sort, dedup=dedup, source=path.name)
+    except UnicodeDecodeError:
+        raise TraceError(_not_utf8(path)) from None
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 sits, found line by line so a
+    large file is never held whole."""
+    offset = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad = offset + err.start
+                return (
+                    f"{path.name} line {number} (byte {bad}): byte "
+                    f"0x{raw[err.start]:02x} is not UTF-8: save the trace as "
+                    "UTF-8 text"
+                )
+            offset += len(raw)
+    return f"{path.name}: not UTF-8 text: save the trace as UTF-8 text"
+
+
+def check_span(trace: Trace, max_days: float = MAX_DAYS) -> None:
+    """Refuse a trace spanning more than ``max_days`` days, before any
+    per-second memory is taken."""
+    span_s = trace.duration_s()
+    if span_s <= max_days * 86_400:
+        return
+    first, last = _where(trace, 0), _where(trace, -1)
+    raise TraceError(
+        f"{trace.source}: the trace covers {_days(span_s)} ({span_s:,} simulated "
+        f"seconds): rows from {first} to {last}, the last one held for "
+        f"{_days(trace.hold_last_s())} (the median interval); at most "
+        f"{max_days:g} days are simulated: raise the limit with --max-days "
+        "(memory grows with every simulated second) or split the trace"
+    )
+
+
+def _days(seconds: int) -> str:
+    if seconds < 86_400:
+        return f"{seconds:,} s"
+    return f"{seconds / 86_400:,.1f} days"
+
+
+def _where(trace: Trace, index: int) -> str:
+    when = _iso(trace.times[index])
+    if not trace.lines:
+        return when
+    return f"{when} (line {trace.lines[index]})"
 
 
 def _filled(cells: list[str]) -> bool:

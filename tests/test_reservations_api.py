@@ -99,6 +99,28 @@ def test_an_overlap_is_refused_with_the_same_message_as_the_pages(client):
     assert "reservation.allow_overlap is off" in message
 
 
+@pytest.mark.parametrize("year", [2028, 3000, 9999])
+def test_a_start_beyond_the_horizon_is_a_422_naming_the_limit(client, year):
+    now = int(time.time())
+    limit = datetime.fromtimestamp(now + 366 * 86_400, UTC)
+    start = f"{year}-12-31T10:00:00Z"
+
+    response = send(
+        client,
+        "post",
+        URL,
+        body(start_time=start, end_time=start.replace("T10", "T11"), time_zone="UTC"),
+    )
+
+    assert response.status_code == 422
+    message = messages_by_field(response)["start_time"]
+    assert message.startswith(f"Starts on {year}-12-31, 366 days or more ahead: ")
+    assert f"at most 366 days ahead (a slot must start before {limit:%Y-%m-%d}" in (
+        message
+    )
+    assert Reservation.objects.count() == 0
+
+
 def test_unknown_fields_are_refused(client):
     response = send(client, "post", URL, body(colour="red"))
 

@@ -18,7 +18,7 @@ from monitoring.sampler import Sampler
 from scheduling.cgroups import Applied, CgroupError, quota_for
 from scheduling.control import GroupControl
 from scheduling.models import Decision, Event
-from scheduling.service import Batcher, Scheduler, safe_cap
+from scheduling.service import CONFIG_FILE_CHECK_S, Batcher, Scheduler, safe_cap
 from scheduling.timeline import TICK_OFFSET_S, History, Timeline, next_deadline
 from tests.test_sampler import Clock, Source, params
 
@@ -560,3 +560,75 @@ def test_a_reload_keeps_planning_for_the_use_outside_the_group() -> None:
 
     assert rig.scheduler.engine is not before
     assert rig.scheduler.engine.planner.plan_floor == pytest.approx(12.5, abs=0.01)
+
+
+# config.ini edited while running ----------------------------------------------
+
+
+def store(values: dict[str, Any]) -> None:
+    """Put ``values`` in the database so a reload keeps the short windows."""
+    for key, value in values.items():
+        Parameter.objects.update_or_create(
+            key=key, defaults={"value": str(value).lower()}
+        )
+
+
+def tick_past_file_check(rig: Rig) -> None:
+    for _ in range(round(CONFIG_FILE_CHECK_S) + 1):
+        rig.tick()
+
+
+@pytest.mark.django_db
+def test_a_bad_config_file_keeps_the_last_good_parameters_and_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    config_ini = tmp_path / "config.ini"
+    monkeypatch.setenv("CPUSCHED_CONFIG", str(config_ini))
+    values = short()
+    store(values)
+    rig = Rig(values)
+    rig.scheduler.start()
+    rig.tick()
+
+    config_ini.write_text("[limits]\navg_max_usage = lots\n")
+    tick_past_file_check(rig)
+    ticks_after = rig.tick()
+
+    assert ticks_after.decision.cap > 0
+    assert rig.scheduler.params["limits.avg_max_usage"] == 30
+    alert = Alert.objects.get(key="config.invalid", resolved=False)
+    assert alert.severity == "critical"
+    assert str(config_ini) in alert.message
+    assert "limits.avg_max_usage: 'lots' is refused" in alert.message
+    assert "the last good configuration stays in force" in alert.message
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("limits.avg_max_usage: 'lots'" in r.getMessage() for r in errors)
+
+    config_ini.write_text("[limits]\navg_max_usage = 25\n")
+    tick_past_file_check(rig)
+
+    assert rig.scheduler.params["limits.avg_max_usage"] == 25
+    assert rig.scheduler.engine.planner.limits.avg_limit == 25
+    assert not Alert.objects.filter(key="config.invalid", resolved=False).exists()
+    assert Alert.objects.get(key="config.invalid").resolved is True
+
+
+@pytest.mark.django_db
+def test_an_edited_config_file_is_reloaded_without_a_revision_bump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_ini = tmp_path / "config.ini"
+    monkeypatch.setenv("CPUSCHED_CONFIG", str(config_ini))
+    values = short()
+    store(values)
+    rig = Rig(short(database__batch_size=1))
+    rig.scheduler.start()
+    revision = Revision.current("config")
+
+    config_ini.write_text("[scheduler]\nmode = balanced\n")
+    tick_past_file_check(rig)
+
+    assert Revision.current("config") == revision
+    assert rig.scheduler.params["scheduler.mode"] == "balanced"
+    rig.scheduler.batcher.flush()
+    assert Event.objects.filter(kind="reload").count() == 1

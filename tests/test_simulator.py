@@ -8,6 +8,7 @@ import pytest
 
 from scheduling.simulator import (
     TraceError,
+    check_span,
     load_trace,
     parse_trace,
     read_timeline,
@@ -324,3 +325,111 @@ def test_the_command_names_a_bad_parameter_and_a_bad_line(tmp_path):
         CommandError, match="t.csv line 2: cpu_percent 120.0 is over 100"
     ):
         call_command("simulate", "--trace", str(trace))
+
+
+def never_simulate(*args, **kwargs):
+    raise AssertionError("simulate() ran: the span should have been refused first")
+
+
+@pytest.mark.django_db
+def test_a_trace_spanning_a_year_is_refused_before_anything_is_allocated(
+    tmp_path, monkeypatch
+):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    monkeypatch.setattr(
+        "scheduling.management.commands.simulate.simulate", never_simulate
+    )
+    trace = tmp_path / "year.csv"
+    trace.write_text(
+        "timestamp,cpu_percent\n2025-01-01T00:00:00Z,50\n\n2026-01-01T00:00:00Z,50\n"
+    )
+
+    with pytest.raises(CommandError) as caught:
+        call_command("simulate", "--trace", str(trace))
+
+    assert str(caught.value) == (
+        "year.csv: the trace covers 730.0 days (63,072,000 simulated seconds): "
+        "rows from 2025-01-01 00:00:00Z (line 2) to 2026-01-01 00:00:00Z (line 4), "
+        "the last one held for 365.0 days (the median interval); at most 120 days "
+        "are simulated: raise the limit with --max-days (memory grows with every "
+        "simulated second) or split the trace"
+    )
+
+
+@pytest.mark.django_db
+def test_max_days_raises_or_lowers_the_span_limit(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    trace = tmp_path / "t.csv"
+    trace.write_text(
+        "timestamp,cpu_percent\n2024-01-01T00:00:00Z,10\n2024-01-01T00:10:00Z,20\n"
+    )
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=r"covers 1,200 s .* at most 0.01 days"):
+        call_command("simulate", "--trace", str(trace), "--max-days", "0.01")
+    call_command(
+        "simulate", "--trace", str(trace), "--max-days", "0.02", "--json", stdout=out
+    )
+
+    assert json.loads(out.getvalue())["simulated_s"] == 1200
+    with pytest.raises(CommandError, match="--max-days must be above 0, got 0.0"):
+        call_command("simulate", "--trace", str(trace), "--max-days", "0")
+
+
+def test_check_span_accepts_a_trace_up_to_the_limit():
+    trace = parse_trace(
+        io.StringIO("timestamp,cpu_percent\n2024-01-01T00:00:00Z,10\n"), source="t"
+    )
+
+    check_span(trace, max_days=1 / 86_400)
+
+    with pytest.raises(TraceError, match="t: the trace covers 1 s"):
+        check_span(trace, max_days=0.5 / 86_400)
+
+
+@pytest.mark.django_db
+def test_a_trace_that_is_not_utf8_names_the_line_and_byte(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    trace = tmp_path / "latin1.csv"
+    trace.write_bytes(
+        b"timestamp,cpu_percent\n2024-01-01T00:00:00Z,10\n2024-01-01T00:00:01Z,2\xe9\n"
+    )
+
+    with pytest.raises(CommandError) as caught:
+        call_command("simulate", "--trace", str(trace))
+
+    assert str(caught.value) == (
+        "latin1.csv line 3 (byte 68): byte 0xe9 is not UTF-8: save the trace as "
+        "UTF-8 text"
+    )
+
+
+def test_a_utf8_trace_with_a_byte_order_mark_still_loads(tmp_path):
+    trace = tmp_path / "bom.csv"
+    trace.write_bytes(b"\xef\xbb\xbftimestamp,cpu_percent\n2024-01-01T00:00:00Z,10\n")
+
+    assert load_trace(trace).demand == [10.0]
+
+
+@pytest.mark.django_db
+def test_a_missing_trace_or_a_directory_is_a_clear_error(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    missing = tmp_path / "nope.csv"
+
+    with pytest.raises(CommandError) as caught:
+        call_command("simulate", "--trace", str(missing))
+    assert str(caught.value) == f"Trace file {str(missing)!r} does not exist"
+
+    with pytest.raises(CommandError) as caught:
+        call_command("simulate", "--trace", str(tmp_path))
+    assert str(caught.value) == (
+        f"Trace {str(tmp_path)!r} is a directory, expected a CSV file"
+    )

@@ -2,7 +2,9 @@
 
 Runs the same windows, planner and policy as ``runscheduler`` in simulated
 time (see :mod:`scheduling.simulator`) with the effective configuration,
-changed for this run only by ``--mode`` and ``--set key=value``.
+changed for this run only by ``--mode`` and ``--set key=value``. A trace
+spanning more than ``--max-days`` days (default 120) is refused before any
+per-second memory is taken.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from cpusched import config
 from scheduling.policy import MODES
 from scheduling.simulator import (
     DEMAND_MODELS,
+    MAX_DAYS,
     Summary,
     TraceError,
+    check_span,
     load_trace,
     simulate,
     write_report,
@@ -64,6 +68,13 @@ class Command(BaseCommand):
             "--sort", action="store_true", help="Sort rows by timestamp first"
         )
         parser.add_argument(
+            "--max-days",
+            type=float,
+            default=MAX_DAYS,
+            help=f"Refuse a trace spanning more days than this (default {MAX_DAYS:g}); "
+            "memory grows with every simulated second",
+        )
+        parser.add_argument(
             "--dedup",
             action="store_true",
             help="Keep the last row of each repeated timestamp",
@@ -73,6 +84,10 @@ class Command(BaseCommand):
         params = self._params(options)
         if options["scale"] <= 0:
             raise CommandError(f"--scale must be above 0, got {options['scale']!r}")
+        if not options["max_days"] > 0:
+            raise CommandError(
+                f"--max-days must be above 0, got {options['max_days']!r}"
+            )
         trace = self._trace(options)
 
         result = simulate(
@@ -108,9 +123,11 @@ class Command(BaseCommand):
 
     def _trace(self, options: dict[str, Any]):
         try:
-            return load_trace(
+            trace = load_trace(
                 options["trace"], sort=options["sort"], dedup=options["dedup"]
             )
+            check_span(trace, options["max_days"])
+            return trace
         except TraceError as err:
             raise CommandError(str(err)) from None
         except OSError as err:
