@@ -632,3 +632,68 @@ def test_an_edited_config_file_is_reloaded_without_a_revision_bump(
     assert rig.scheduler.params["scheduler.mode"] == "balanced"
     rig.scheduler.batcher.flush()
     assert Event.objects.filter(kind="reload").count() == 1
+
+
+# Reservations -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_active_reservation_lifts_the_cap_and_is_named_everywhere() -> None:
+    from datetime import UTC, datetime
+
+    from reservations.models import Reservation
+
+    reservation = Reservation.objects.create(
+        name="nightly backup",
+        # Short: 40 % fits a 60-s window at 30 % only for a few seconds.
+        start_time=datetime.fromtimestamp(int(START) - 1, tz=UTC),
+        end_time=datetime.fromtimestamp(int(START) + 5, tz=UTC),
+        cpu_quota=40.0,
+    )
+    Revision.bump("reservations")
+    rig = Rig(short(scheduler__mode="conservative", database__batch_size=1))
+    rig.scheduler.start()
+
+    tick = rig.tick(percent=10.0)
+
+    assert tick.reservation.name == "nightly backup"
+    assert tick.decision.cap >= 40.0
+    data = livestate.read()
+    assert data["reservation"] == "nightly backup"
+    assert data["reservation_percent"] == 40.0
+    row = Decision.objects.latest("timestamp")
+    assert row.reservation_id == str(reservation.id)
+
+
+@pytest.mark.django_db
+def test_without_a_reservation_the_conservative_cap_stays_below_it() -> None:
+    rig = Rig(short(scheduler__mode="conservative"))
+    rig.scheduler.start()
+
+    tick = rig.tick(percent=10.0)
+
+    assert tick.reservation is None
+    assert tick.decision.cap < 40.0
+
+
+@pytest.mark.django_db
+def test_a_reservation_the_rules_cannot_honour_raises_an_alert_and_the_rules_win():
+    from datetime import UTC, datetime
+
+    from reservations.models import Reservation
+
+    Reservation.objects.create(
+        name="too big",
+        start_time=datetime.fromtimestamp(int(START) - 1, tz=UTC),
+        end_time=datetime.fromtimestamp(int(START) + 3600, tz=UTC),
+        cpu_quota=40.0,
+    )
+    Revision.bump("reservations")
+    rig = Rig(short(scheduler__mode="conservative"))
+    rig.scheduler.start()
+
+    tick = rig.tick(percent=10.0)
+
+    assert tick.decision.cap == tick.decision.bound < 40.0
+    alert = Alert.objects.get(key="reservation.not_honoured")
+    assert "Cannot honour reservation 'too big' (40.0 %)" in alert.message
