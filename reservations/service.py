@@ -363,11 +363,21 @@ def _check_next_slot(series: Series, now: int, report: Report) -> None:
 
 def _beyond_horizon(what: str, start: int, now: int, tz_name: str) -> str:
     limit = now + HORIZON_S
+    tz_name = _known_zone(tz_name)
     return (
         f"{what} on {_day(start, tz_name)}, {HORIZON_DAYS} days or more ahead: "
         f"reservations can be made at most {HORIZON_DAYS} days ahead (a slot "
         f"must start before {_day(limit, tz_name)} {local(limit, tz_name):%H:%M})"
     )
+
+
+def _known_zone(tz_name: str) -> str:
+    """``tz_name``, or UTC when it is unknown (its own check reports that)."""
+    try:
+        zone(tz_name or settings.TIME_ZONE)
+    except RecurrenceError:
+        return "UTC"
+    return tz_name
 
 
 def _day(ts: int, tz_name: str) -> str:

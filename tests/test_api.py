@@ -410,7 +410,10 @@ def test_put_config_refuses_a_huge_body_without_a_server_error(client, settings)
 
     response = put_json(client, "/api/config", body)
 
-    assert response.status_code == 400
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        "Request body too large: at most 10000 bytes are accepted"
+    )
     assert Parameter.objects.count() == 0
 
 

@@ -121,6 +121,24 @@ def test_a_start_beyond_the_horizon_is_a_422_naming_the_limit(client, year):
     assert Reservation.objects.count() == 0
 
 
+def test_a_far_start_with_an_unknown_time_zone_is_a_422_not_a_500(client):
+    start = "5820-03-13T05:32:40Z"
+
+    response = send(
+        client,
+        "post",
+        URL,
+        body(
+            start_time=start, end_time="5820-03-13T06:00:00Z", time_zone="\x0bNo/Where"
+        ),
+    )
+
+    assert response.status_code == 422
+    message = messages_by_field(response)["start_time"]
+    assert message.startswith("Starts on 5820-03-13, 366 days or more ahead")
+    assert Reservation.objects.count() == 0
+
+
 def test_unknown_fields_are_refused(client):
     response = send(client, "post", URL, body(colour="red"))
 
