@@ -27,7 +27,14 @@ from typing import Any
 
 from reservations.recurrence import Occurrence
 from scheduling.engine import limits_from_params
-from scheduling.planner import HourForecast, IntervalCheck, Limits, Planner, quantize
+from scheduling.planner import (
+    HourForecast,
+    IntervalCheck,
+    Limits,
+    Planner,
+    levels,
+    quantize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -249,24 +256,6 @@ def _prefix(values: Iterable[int]) -> list[int]:
     for value in values:
         prefix.append(prefix[-1] + value)
     return prefix
-
-
-def levels(intervals: Iterable[Interval], floor: float) -> list[tuple[int, float]]:
-    """Planned CPU % as ``(start, level)`` pieces: reservations add up, never
-    below the floor (the planner's rule)."""
-    events: dict[int, float] = {}
-    for start, end, percent in intervals:
-        if end > start and percent > 0:
-            events[start] = events.get(start, 0.0) + percent
-            events[end] = events.get(end, 0.0) - percent
-    pieces: list[tuple[int, float]] = []
-    reserved = 0.0
-    for x in sorted(events):
-        reserved += events[x]
-        level = max(floor, reserved if reserved > 1e-9 else 0.0)
-        if not pieces or pieces[-1][1] != level:
-            pieces.append((x, level))
-    return pieces
 
 
 class _Integral:

@@ -154,7 +154,7 @@ class _Profile:
         return out
 
 
-def _levels(intervals: Iterable[Interval], floor: float) -> list[tuple[int, float]]:
+def levels(intervals: Iterable[Interval], floor: float) -> list[tuple[int, float]]:
     """Reserved CPU % per piece of time, never below the floor.
 
     Overlapping reservations add up. The result is ``(start, level)`` pieces;
@@ -379,12 +379,12 @@ class Planner:
         # The guaranteed minimum (what the policy raises the cap to) comes
         # from the floor and reservations only; the plan of future seconds
         # also counts the background, which is spent whatever the cap says.
-        guaranteed = _levels(self._intervals, limits.floor)
+        guaranteed = levels(self._intervals, limits.floor)
         self._levels = _profile(
             guaranteed, limits.floor, lambda level: round(level * 1e6)
         )
         floor = self.plan_floor
-        pieces = _levels(self._intervals, floor)
+        pieces = levels(self._intervals, floor)
         avg_profile = _profile(pieces, floor, quantize)
         peak_profile = _profile(
             pieces, floor, lambda level: int(level >= self._threshold)
@@ -643,7 +643,7 @@ class Planner:
         return IntervalCheck(False, "peak", k, k + w, 0.0, 0.0, excess, fits, reason)
 
     def _with(self, start: int, end: int, percent: float) -> list[tuple[int, float]]:
-        return _levels([*self._intervals, (start, end, percent)], self.plan_floor)
+        return levels([*self._intervals, (start, end, percent)], self.plan_floor)
 
     def _scans(self, start: int, end: int) -> tuple[_Scan, _Scan]:
         """The average and peak windows overlapping ``[start, end)``."""
@@ -698,7 +698,7 @@ class Planner:
         low, high = 0, 10_001
         # A second turns into a peak second once its reservations plus the
         # percent reach the threshold, whatever the floor.
-        reserved = _profile(_levels(self._intervals, 0.0), 0.0, _micro)
+        reserved = _profile(levels(self._intervals, 0.0), 0.0, _micro)
         reserved_top = _highest(reserved, start, end) / 1e6
         guess = self._estimate(start, end, avg, reserved_top, 100.0)
         confirming = False

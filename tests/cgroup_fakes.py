@@ -201,3 +201,17 @@ class FakeV1(FakeFS):
         limit = parent_limit if own is None else own
         children = [p for p in group.iterdir() if p.is_dir()]
         return all(self.schedulable(child, limit) for child in children)
+
+
+# Four busy grandchildren, each orphaned and in its own session: they have
+# left the process tree, but not the cgroup they were started in.
+DOUBLE_FORKED_BUSY_LOOPS = (
+    "import os\n"
+    "for _ in range(4):\n"
+    "    if os.fork() == 0:\n"
+    "        if os.fork() == 0:\n"
+    "            os.setsid()\n"
+    "            while True: pass\n"
+    "        os._exit(0)\n"
+    "for _ in range(4): os.wait()\n"
+)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from scheduling.cgroups import CgroupError, CgroupV1, open_backend
+from tests.cgroup_fakes import DOUBLE_FORKED_BUSY_LOOPS
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 
@@ -106,18 +107,7 @@ def test_a_busy_loop_capped_at_20_percent_of_one_cpu_uses_at_most_that(
 def test_four_double_forked_busy_loops_stay_under_the_cap(
     backend: CgroupV1,
 ) -> None:
-    # Each grandchild is orphaned and in its own session: it has left the
-    # process tree, but not the cgroup.
-    code = (
-        "import os\n"
-        "for _ in range(4):\n"
-        "    if os.fork() == 0:\n"
-        "        if os.fork() == 0:\n"
-        "            os.setsid()\n"
-        "            while True: pass\n"
-        "        os._exit(0)\n"
-        "for _ in range(4): os.wait()\n"
-    )
+    code = DOUBLE_FORKED_BUSY_LOOPS
     backend.write_cap(30 / backend.cpus)
     parent = start_busy(backend, code)
     parent.wait(timeout=30)

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from scheduling.cgroups import OUTSIDE_LEAF, CgroupV2, detect, open_backend
+from tests.cgroup_fakes import DOUBLE_FORKED_BUSY_LOOPS
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -128,16 +129,7 @@ def test_a_busy_loop_is_throttled_to_its_cap(backend: CgroupV2) -> None:
 
 
 def test_four_double_forked_busy_loops_stay_under_the_cap(backend: CgroupV2) -> None:
-    code = (
-        "import os\n"
-        "for _ in range(4):\n"
-        "    if os.fork() == 0:\n"
-        "        if os.fork() == 0:\n"
-        "            os.setsid()\n"
-        "            while True: pass\n"
-        "        os._exit(0)\n"
-        "for _ in range(4): os.wait()\n"
-    )
+    code = DOUBLE_FORKED_BUSY_LOOPS
     backend.write_cap(30 / backend.cpus)
     parent = start_inside(backend, code)
     parent.wait(timeout=60)

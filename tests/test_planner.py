@@ -6,7 +6,7 @@ from operator import sub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduling.planner import SCALE, Limits, Planner, _levels, _profile, quantize
+from scheduling.planner import SCALE, Limits, Planner, _profile, levels, quantize
 
 NOW = 1_000_000
 
@@ -339,7 +339,7 @@ def old_excess(planner, start, end, percent, rule):
     """Worst excess of one rule, every window summed from a fresh series."""
     limits = planner.limits
     floor = planner.plan_floor
-    pieces = _levels([*planner._intervals, (start, end, percent)], floor)
+    pieces = levels([*planner._intervals, (start, end, percent)], floor)
     if rule == "avg":
         profile = _profile(pieces, floor, quantize)
         w, budget = limits.avg_window_s, limits.avg_budget_units
