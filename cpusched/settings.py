@@ -59,9 +59,8 @@ def _stored(key: str) -> str | None:
 
 def _early(key: str) -> object:
     """A parameter's effective value from environment, file, database, default."""
-    layered = {**config.read_file(), **config.read_environment()}
-    if key in layered:
-        return config.coerce(config.PARAMS[key], layered[key])
+    if key in _LAYERED:
+        return config.coerce(config.PARAMS[key], _LAYERED[key])
     if key != "database.path":
         stored = _stored(key)
         if stored is not None:
@@ -73,10 +72,12 @@ def _early(key: str) -> object:
 DATA_DIR = config.data_dir()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
+# The environment and config.ini layers, read once for the values below.
+_LAYERED = {**config.read_file(), **config.read_environment()}
+
 
 def _database_path() -> Path:
-    layered = {**config.read_file(), **config.read_environment()}
-    path = layered.get("database.path") or ""
+    path = _LAYERED.get("database.path") or ""
     return Path(path) if path else DATA_DIR / "db.sqlite3"
 
 

@@ -37,6 +37,7 @@ from monitoring.models import LiveState
 # A heartbeat older than this means the scheduler is stopped or stuck; the
 # scheduler's own module owns the figure so both sides agree on it.
 STALE_AFTER_S = livestate.STALE_AFTER_S
+is_running = livestate.is_running
 
 _NUMBERS = (
     "cpu_usage",
@@ -68,13 +69,6 @@ def heartbeat_age(row: LiveState | None, now: datetime | None = None) -> float |
         return None
     now = now or timezone.now()
     return max(0.0, (now - row.updated_at).total_seconds())
-
-
-def is_running(age_s: float | None, data: Mapping[str, Any] | None = None) -> bool:
-    """A fresh heartbeat, and not the final row of a clean stop."""
-    if data is not None and data.get("stopped") is True:
-        return False
-    return age_s is not None and age_s <= STALE_AFTER_S
 
 
 def number(data: Mapping[str, Any], key: str) -> float | None:

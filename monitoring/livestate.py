@@ -28,6 +28,7 @@ Keys of ``data`` (see also :mod:`monitoring.live`, which presents them):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +77,13 @@ _UPDATE = (
 )
 
 
+def is_running(age_s: float | None, data: Mapping[str, Any] | None = None) -> bool:
+    """A fresh heartbeat, and not the final row of a clean stop."""
+    if data is not None and data.get("stopped") is True:
+        return False
+    return age_s is not None and age_s <= STALE_AFTER_S
+
+
 def read() -> dict[str, Any] | None:
     """The live data with ``alive`` and ``age_s`` added, or None if never written."""
     row = LiveState.objects.filter(id=1).first()
@@ -84,7 +92,7 @@ def read() -> dict[str, Any] | None:
     age = (timezone.now() - row.updated_at).total_seconds()
     data = dict(row.data)
     data["age_s"] = age
-    data["alive"] = age <= STALE_AFTER_S and not data.get("stopped", False)
+    data["alive"] = is_running(age, data)
     data["updated_at"] = row.updated_at.isoformat()
     data["pid"] = row.pid
     return data
